@@ -1,0 +1,98 @@
+"""Pure path handling: normalisation, prefix matching and upstream URL building.
+
+The router matches on a *normalised* path and forwards that same path, so what was matched is
+exactly what the backend sees. Normalisation is RFC 3986 section 6.2.2 and nothing more:
+
+* percent-escapes of unreserved characters (``%41`` -> ``A``, ``%2E`` -> ``.``) are decoded, because
+  they are the same resource to every conforming server; if they were not decoded, ``/%61pi`` would
+  slip past a route for ``/api`` and ``/%2E%2E/`` past dot-segment removal;
+* dot segments are removed (section 5.2.4), so ``..`` can never climb out of a route's target path;
+* every other escape (``%2F``, ``%20``, ``%3F`` ...) is kept byte for byte: decoding ``%2F`` would
+  change which resource is meant.
+
+Bytes that may not appear raw in a request target (controls, space, non-ASCII) are percent-encoded.
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+# Characters allowed raw in a path (RFC 3986 pchar + "/"); anything else is escaped on the way out.
+_PATH_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%")
+
+
+def _decode_unreserved(match: re.Match[str]) -> str:
+    code = int(match.group(1), 16)
+    return chr(code) if code in _UNRESERVED else match.group(0)
+
+
+def _escape_unsafe(raw: str) -> str:
+    if all(ord(ch) in _PATH_SAFE for ch in raw):
+        return raw
+    out = []
+    for byte in raw.encode("utf-8", "surrogateescape"):
+        out.append(chr(byte) if byte in _PATH_SAFE else f"%{byte:02X}")
+    return "".join(out)
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4 on an absolute path; empty segments (``//``) are kept."""
+    segments = path.split("/")[1:]
+    output: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if output:
+                output.pop()
+        elif segment != ".":
+            output.append(segment)
+    trailing_slash = bool(segments) and segments[-1] in (".", "..")
+    result = "/" + "/".join(output)
+    if trailing_slash and output:
+        result += "/"
+    return result
+
+
+def normalize_path(raw_path: str) -> str:
+    """The path the router matches on and forwards (see the module docstring)."""
+    if not raw_path.startswith("/"):
+        raw_path = "/" + raw_path
+    path = _escape_unsafe(raw_path)
+    if "%" in path:
+        path = _ESCAPE.sub(_decode_unreserved, path)
+    if "/." in path:
+        path = remove_dot_segments(path)
+    return path
+
+
+def prefix_matches(prefix: str, path: str) -> bool:
+    """Segment-aware: ``/api`` matches ``/api`` and ``/api/x``, never ``/apix``.
+
+    A prefix that ends in ``/`` matches by plain prefix (``/static/`` matches ``/static/a.css``).
+    """
+    if not path.startswith(prefix):
+        return False
+    return prefix.endswith("/") or len(path) == len(prefix) or path[len(prefix)] == "/"
+
+
+def join_path(base: str, rest: str) -> str:
+    """Append what followed the matched prefix to the target's own path, with exactly one ``/``."""
+    if not rest:
+        return base or "/"
+    if not rest.startswith("/"):
+        rest = "/" + rest
+    return base.rstrip("/") + rest
+
+
+def quote_path(path: str) -> str:
+    """Re-escape a decoded path (for hosts that give no raw path); `%` itself is escaped."""
+    from urllib.parse import quote
+
+    return quote(path, safe="/:@!$&'()*+,;=")
+
+
+def unquote_path(path: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(path)

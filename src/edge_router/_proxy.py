@@ -1,0 +1,277 @@
+"""The data plane: a lean ASGI pipeline, match -> forward -> record.
+
+No framework, no dependency injection: everything a request needs was compiled when the config
+was loaded (`_config.RouterConfig`), and each step below is a plain function call. Under a server
+(uvicorn) both bodies stream; under Mangum (the ASGI scope carries "aws.event") the request body is
+already whole and the response is buffered, because a buffered function URL answer must be
+complete, and is capped so that an oversized answer becomes a clear 502 instead of a Lambda error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+from . import _headers, _paths
+from ._config import DEFAULT_CORS, Route, RouterConfig
+from ._config_cache import ConfigCache
+from ._exceptions import UpstreamConnectError, UpstreamError, UpstreamTimeout
+from ._observability import RequestRecorder
+from ._responses import Header, send_error
+from ._settings import Settings
+from ._upstream import RequestBody, Upstream
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+# A buffered function URL answer is at most 6 MB of JSON envelope; binary bodies are base64
+# (x4/3). Past this the answer cannot fit, so reading more would only waste memory.
+LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
+MAX_VIA_HOPS = 3
+_ROUTER_SET = frozenset(
+    {
+        b"x-backend-source",
+        b"x-request-id",
+        b"access-control-allow-origin",
+        b"access-control-allow-methods",
+        b"access-control-allow-headers",
+        b"access-control-expose-headers",
+        b"access-control-allow-credentials",
+        b"access-control-max-age",
+    }
+)
+
+
+class ClientDisconnected(Exception):
+    """The client went away while its request body was being streamed upstream."""
+
+
+def match_route(routes: tuple[Route, ...], path: str) -> Route | None:
+    for route in routes:
+        if _paths.prefix_matches(route.prefix, path):
+            return route
+    return None
+
+
+def header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class ProxyApp:
+    def __init__(
+        self,
+        *,
+        config: ConfigCache,
+        upstream: Upstream,
+        recorder: RequestRecorder,
+        settings: Settings,
+        lambda_response_limit: int = LAMBDA_RESPONSE_LIMIT,
+    ) -> None:
+        self._config = config
+        self._upstream = upstream
+        self._recorder = recorder
+        self._default_timeout = settings.request_timeout_ms / 1000
+        self._debug = settings.debug_errors
+        self._lambda_limit = lambda_response_limit
+
+    async def handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        config: RouterConfig | None,
+        path: str,
+        request_id: str,
+    ) -> None:
+        """Proxy one request; `path` is already normalised and `config` fetched by the caller."""
+        started = time.perf_counter()
+        outcome = _Outcome(method=scope["method"], path=path, request_id=request_id)
+        try:
+            await self._handle(scope, receive, send, config, outcome, buffered="aws.event" in scope)
+        finally:
+            outcome.duration_ms = (time.perf_counter() - started) * 1000
+            self._recorder.record(**outcome.as_record())
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        config: RouterConfig | None,
+        outcome: _Outcome,
+        *,
+        buffered: bool,
+    ) -> None:
+        request_id, path = outcome.request_id, outcome.path
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        if config is None:
+            outcome.status, outcome.error = 503, "no valid config loaded"
+            reason = self._config.status().last_error if self._debug else None
+            await send_error(
+                send, 503, "No valid routing config is loaded", request_id=request_id, headers=DEFAULT_CORS,
+                detail=reason,
+            )
+            return
+        cors = config.cors_headers
+        route = match_route(config.routes, path)
+        if route is None:
+            outcome.status = 404
+            await send_error(send, 404, f"No route matches {path}", request_id=request_id, headers=cors)
+            return
+        target = route.target
+        outcome.route, outcome.backend = route.prefix, target.source
+        if _headers.via_count(header_value(headers, b"via"), config.via[4:]) >= MAX_VIA_HOPS:
+            outcome.status, outcome.error = 508, "proxy loop"
+            await send_error(
+                send, 508, "The request has passed through this router too many times", request_id=request_id,
+                headers=cors,
+            )
+            return
+        query: bytes = scope.get("query_string", b"")
+        url = target.origin + _paths.join_path(target.base_path, path[len(route.prefix) :])
+        if query:
+            url += "?" + query.decode("latin-1")
+        outcome.target = url
+        body = await _request_body(receive, buffered)
+        client = scope.get("client")
+        upstream_headers = _headers.upstream_request_headers(
+            headers,
+            host=target.host_header,
+            client=client[0] if client else None,
+            scheme=scope.get("scheme", "http"),
+            request_id=request_id,
+            via=config.via,
+            keep_content_length=not isinstance(body, bytes),
+        )
+        timeout = route.timeout_ms / 1000 if route.timeout_ms else self._default_timeout
+        try:
+            response = await self._upstream.send(outcome.method, url, upstream_headers, body, timeout)
+        except UpstreamError as exc:
+            await self._upstream_failed(send, exc, outcome, cors, timeout)
+            return
+        try:
+            response_headers = _headers.downstream_response_headers(response.raw_headers, drop=_ROUTER_SET)
+            response_headers += [
+                (b"x-backend-source", target.source.encode()),
+                (b"x-request-id", request_id.encode()),
+                *cors,
+            ]
+            outcome.status = response.status
+            if buffered:
+                await self._send_buffered(send, response.stream(), response.status, response_headers, outcome)
+            else:
+                await _send_streaming(send, response.stream(), response.status, response_headers, outcome)
+        finally:
+            response.release()
+
+    async def _upstream_failed(
+        self, send: Send, exc: UpstreamError, outcome: _Outcome, cors: tuple[Header, ...], timeout: float
+    ) -> None:
+        backend = outcome.backend
+        if isinstance(exc, UpstreamTimeout):
+            status, message = 504, f"Backend did not respond within {timeout:g}s"
+            outcome.timed_out = True
+        elif isinstance(exc, UpstreamConnectError):
+            status, message = 503, f"The requested backend '{backend}' is not responding"
+        else:
+            status, message = 502, f"The backend '{backend}' broke off the exchange"
+        outcome.status, outcome.error = status, str(exc)
+        await send_error(
+            send, status, message, request_id=outcome.request_id, headers=cors, backend=backend,
+            detail=str(exc) if self._debug else None,
+        )
+
+    async def _send_buffered(
+        self, send: Send, chunks: AsyncIterator[bytes], status: int, headers: list[Header], outcome: _Outcome
+    ) -> None:
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > self._lambda_limit:
+                    outcome.status, outcome.error = 502, f"response body over {self._lambda_limit} bytes"
+                    await send_error(
+                        send, 502,
+                        f"The backend's response is larger than a function URL can return "
+                        f"({self._lambda_limit // (1024 * 1024)} MB)",
+                        request_id=outcome.request_id, headers=[h for h in headers if h[0].startswith(b"access-")],
+                        backend=outcome.backend,
+                    )
+                    return
+                parts.append(chunk)
+        except UpstreamError as exc:
+            outcome.status, outcome.error = 502, str(exc)
+            await send_error(send, 502, "The backend broke off its response", request_id=outcome.request_id,
+                             backend=outcome.backend, detail=str(exc) if self._debug else None)
+            return
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"".join(parts)})
+
+
+async def _send_streaming(
+    send: Send, chunks: AsyncIterator[bytes], status: int, headers: list[Header], outcome: _Outcome
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    try:
+        async for chunk in chunks:
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except UpstreamError as exc:
+        # Headers are gone already: the only honest signal left is to end the connection
+        # without completing the body (the ASGI server closes it).
+        outcome.error = f"response body broke off: {exc}"
+        return
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _request_body(receive: Receive, buffered: bool) -> RequestBody:
+    """The whole body as bytes when it is already here, else an iterator that streams it."""
+    message = await receive()
+    first: bytes = message.get("body", b"")
+    if buffered or not message.get("more_body", False):
+        return first or None
+
+    async def stream() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                # Raising (not returning) makes the client abort the upstream request, so the
+                # backend never mistakes a truncated upload for a complete one.
+                raise ClientDisconnected("client disconnected during the request body")
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    return stream()
+
+
+class _Outcome:
+    """What happened to one request, for the log line and the metrics."""
+
+    __slots__ = (
+        "backend", "duration_ms", "error", "method", "path", "request_id", "route", "status", "target", "timed_out",
+    )
+
+    def __init__(self, *, method: str, path: str, request_id: str) -> None:
+        self.method, self.path, self.request_id = method, path, request_id
+        self.route: str | None = None
+        self.target: str | None = None
+        self.backend: str | None = None
+        self.status = 500
+        self.duration_ms = 0.0
+        self.error: str | None = None
+        self.timed_out = False
+
+    def as_record(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}

@@ -1,0 +1,60 @@
+"""The router's own answers: JSON errors (CONTRACT section 6) written straight to ASGI `send`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Header = tuple[bytes, bytes]
+
+REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    413: "Payload Too Large",
+    414: "URI Too Long",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Backend Unavailable",
+    504: "Gateway Timeout",
+    508: "Loop Detected",
+}
+
+
+def error_body(status: int, message: str, request_id: str, **extra: Any) -> bytes:
+    body: dict[str, Any] = {"error": REASONS.get(status, "Error"), "message": message, "request_id": request_id}
+    body.update({key: value for key, value in extra.items() if value is not None})
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+async def send_bytes(send: Send, status: int, body: bytes, headers: Iterable[Header]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(
+    send: Send,
+    status: int,
+    message: str,
+    *,
+    request_id: str,
+    headers: Iterable[Header] = (),
+    **extra: Any,
+) -> None:
+    await send_bytes(
+        send,
+        status,
+        error_body(status, message, request_id, **extra),
+        [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode()), *headers],
+    )
