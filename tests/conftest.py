@@ -1,0 +1,61 @@
+"""Shared fixtures: a moto server over HTTP for AWS tests, and a Lambda adapter factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+# Powertools writes one JSON line per request to stdout; tests read behaviour, not logs.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "EdgeRouterTests")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server on 127.0.0.1 (never all interfaces), reached by boto3 over real HTTP."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """AWS environment pointing every boto3 client at moto; state is wiped after each test."""
+    import urllib.request
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    yield moto_endpoint
+    urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"))  # noqa: S310
+    from edge_router import _sources
+
+    _sources._providers.clear()
+
+
+@pytest.fixture
+def lambda_adapter() -> Iterator[Callable[..., Any]]:
+    """Build LambdaAdapters (one loop, one client each, as in a Lambda instance); closed afterwards."""
+    from edge_router._settings import Settings
+    from edge_router.aws_lambda import LambdaAdapter, build_handler
+
+    made: list[LambdaAdapter] = []
+
+    def make(config_source: str | None = None, **env: str) -> LambdaAdapter:
+        adapter = build_handler(Settings.from_env(env, config_source=config_source))
+        made.append(adapter)
+        return adapter
+
+    yield make
+    for adapter in made:
+        adapter.loop.run_until_complete(adapter.router.upstream.aclose())
+        adapter.loop.close()
