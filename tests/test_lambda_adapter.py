@@ -13,7 +13,9 @@ def routes(tmp_path: Path, target: str, **route: Any) -> str:
     return write_config(tmp_path / "config.json", {"routes": [{"prefix": "/api", "target": target, **route}]})
 
 
-def test_get_with_query_and_escapes_reaches_backend_byte_for_byte(tmp_path: Path, lambda_adapter: Any) -> None:
+def test_get_with_query_and_escapes_reaches_backend_byte_for_byte(
+    tmp_path: Path, lambda_adapter: Any
+) -> None:
     with Backend() as backend:
         handler = lambda_adapter(routes(tmp_path, backend.url + "/v1"))
         event = function_url_event("GET", "/api/a%2Fb/c%20d", query="x=1&y=%2F&x=2&empty=")
@@ -36,7 +38,9 @@ def test_twenty_warm_invocations_share_one_upstream_connection(tmp_path: Path, l
 
 def test_binary_post_and_binary_answer_are_byte_exact(tmp_path: Path, lambda_adapter: Any) -> None:
     payload = bytes(range(256)) * 16
-    with Backend(lambda seen: Reply(headers=[("Content-Type", "application/octet-stream")], body=seen.body[::-1])) as b:
+    with Backend(
+        lambda seen: Reply(headers=[("Content-Type", "application/octet-stream")], body=seen.body[::-1])
+    ) as b:
         handler = lambda_adapter(routes(tmp_path, b.url))
         event = function_url_event("POST", "/api/upload", body=payload, headers={"content-type": "image/png"})
         response = handler(event, None)
@@ -47,7 +51,9 @@ def test_binary_post_and_binary_answer_are_byte_exact(tmp_path: Path, lambda_ada
 
 def test_problem_json_is_returned_as_text(tmp_path: Path, lambda_adapter: Any) -> None:
     problem = b'{"type":"about:blank","title":"nope"}'
-    with Backend(lambda _: Reply(status=422, headers=[("Content-Type", "application/problem+json")], body=problem)) as b:
+    with Backend(
+        lambda _: Reply(status=422, headers=[("Content-Type", "application/problem+json")], body=problem)
+    ) as b:
         response = lambda_adapter(routes(tmp_path, b.url))(function_url_event("GET", "/api"), None)
         assert response["statusCode"] == 422
         assert response["isBase64Encoded"] is False
@@ -56,7 +62,14 @@ def test_problem_json_is_returned_as_text(tmp_path: Path, lambda_adapter: Any) -
 
 def test_cookies_both_ways(tmp_path: Path, lambda_adapter: Any) -> None:
     def reply(_: Any) -> Reply:
-        return Reply(headers=[("Set-Cookie", "a=1; Path=/"), ("Set-Cookie", "b=2; HttpOnly"), ("Content-Type", "text/plain")], body=b"ok")
+        return Reply(
+            headers=[
+                ("Set-Cookie", "a=1; Path=/"),
+                ("Set-Cookie", "b=2; HttpOnly"),
+                ("Content-Type", "text/plain"),
+            ],
+            body=b"ok",
+        )
 
     with Backend(reply) as backend:
         handler = lambda_adapter(routes(tmp_path, backend.url))
@@ -90,7 +103,13 @@ def test_too_large_answer_becomes_clear_502(tmp_path: Path, lambda_adapter: Any)
 def test_scheduled_event_is_answered_without_crashing(tmp_path: Path, lambda_adapter: Any) -> None:
     with Backend() as backend:
         handler = lambda_adapter(routes(tmp_path, backend.url))
-        event = {"version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
+        event = {
+            "version": "0",
+            "id": "1",
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "detail": {},
+        }
         answer = handler(event, None)
         assert answer["handled"] is True and answer["config_loaded"] is True
         # and the instance still serves HTTP afterwards on the same loop

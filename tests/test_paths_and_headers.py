@@ -63,10 +63,17 @@ def test_join_path(base: str, rest: str, expected: str) -> None:
     assert _paths.join_path(base, rest) == expected
 
 
-def _upstream(headers: list[tuple[bytes, bytes]], client: str | None = "198.51.100.1") -> dict[str, list[str]]:
+def _upstream(
+    headers: list[tuple[bytes, bytes]], client: str | None = "198.51.100.1"
+) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, value in _headers.upstream_request_headers(
-        headers, host="b.example", client=client, scheme="https", request_id="rid", via="1.1 edge-router",
+        headers,
+        host="b.example",
+        client=client,
+        scheme="https",
+        request_id="rid",
+        via="1.1 edge-router",
         keep_content_length=False,
     ):
         out.setdefault(name, []).append(value)

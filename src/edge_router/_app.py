@@ -15,18 +15,21 @@ import uuid
 from typing import Any
 
 from . import _paths
+from ._auth import admin_refusal
 from ._config import DEFAULT_CORS, DEFAULT_CORS_PREFLIGHT, RouterConfig, load_config
 from ._config_cache import ConfigCache
 from ._observability import RequestRecorder
 from ._proxy import ProxyApp, Receive, Scope, Send, header_value
-from ._responses import Header, send_bytes
+from ._responses import Header, send_bytes, send_error
 from ._settings import Settings
 from ._sources import ConfigSource, parse_source
 from ._upstream import AiohttpUpstream, Upstream
 
 logger = logging.getLogger("edge_router")
 
-_CONTROL_EXACT = frozenset({"/health", "/backends", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"})
+_CONTROL_EXACT = frozenset(
+    {"/health", "/backends", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
+)
 _CONTROL_PREFIXES = ("/_config/", "/admin/")
 _CORS_NAMES = frozenset(name for name, _ in DEFAULT_CORS_PREFLIGHT)
 
@@ -50,7 +53,9 @@ class EdgeRouter:
 
     def __init__(self, settings: Settings, *, upstream: Upstream | None = None) -> None:
         self.settings = settings
-        self.source: ConfigSource = parse_source(settings.config_source) if settings.config_source else _NoSource()
+        self.source: ConfigSource = (
+            parse_source(settings.config_source) if settings.config_source else _NoSource()
+        )
         self.config = ConfigCache(
             self._load,
             source=self.source.describe(),
@@ -59,7 +64,9 @@ class EdgeRouter:
         )
         self.upstream = upstream or AiohttpUpstream()
         self.recorder = RequestRecorder()
-        self.proxy = ProxyApp(config=self.config, upstream=self.upstream, recorder=self.recorder, settings=settings)
+        self.proxy = ProxyApp(
+            config=self.config, upstream=self.upstream, recorder=self.recorder, settings=settings
+        )
         self._control: Any = None
         self._flusher: asyncio.Task[None] | None = None
 
@@ -95,14 +102,22 @@ class EdgeRouter:
             or uuid.uuid4().hex
         )
         config = await self.config.get()
-        if scope["method"] == "OPTIONS" and header_value(headers, b"access-control-request-method") is not None:
+        if (
+            scope["method"] == "OPTIONS"
+            and header_value(headers, b"access-control-request-method") is not None
+        ):
             preflight = config.cors_preflight_headers if config else DEFAULT_CORS_PREFLIGHT
             await send_bytes(send, 204, b"", [*preflight, (b"x-request-id", request_id.encode())])
             return
         if is_control_path(path):
+            cors = config.cors_headers if config else DEFAULT_CORS
+            if path.startswith("/admin"):
+                refusal = admin_refusal(self.settings.admin_key, header_value(headers, b"x-admin-key"))
+                if refusal:
+                    await send_error(send, refusal[0], refusal[1], request_id=request_id, headers=cors)
+                    return
             scope["edge_router.request_id"] = request_id
             scope["path"] = _paths.unquote_path(path)
-            cors = config.cors_headers if config else DEFAULT_CORS
             await self.control_app()(scope, receive, _with_headers(send, cors, request_id))
             return
         await self.proxy.handle(scope, receive, send, config=config, path=path, request_id=request_id)

@@ -30,7 +30,11 @@ DEFAULT_VIA = "edge-router"
 
 class _Model(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True, str_strip_whitespace=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=True,
     )
 
 
@@ -48,7 +52,13 @@ class BackendSpec(_Model):
 class CorsSpec(_Model):
     allow_origin: str = "*"
     allow_methods: list[str] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
-    allow_headers: list[str] = ["Content-Type", "Authorization", "x-backend", "x-backend-location", "X-Request-Id"]
+    allow_headers: list[str] = [
+        "Content-Type",
+        "Authorization",
+        "x-backend",
+        "x-backend-location",
+        "X-Request-Id",
+    ]
     expose_headers: list[str] = ["X-Backend-Source", "X-Request-Id"]
     max_age: int | None = Field(default=600, ge=0)
     allow_credentials: bool = False
@@ -199,7 +209,9 @@ def load_config(document: Any, env: Mapping[str, str]) -> RouterConfig:
     try:
         spec = RoutesConfigSpec.model_validate(substituted)
     except ValidationError as exc:
-        raise ConfigInvalidError([f"{_format_loc(err['loc'])}: {err['msg']}" for err in exc.errors()]) from None
+        raise ConfigInvalidError(
+            [f"{_format_loc(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        ) from None
 
     problems: list[str] = []
     warnings = [f"environment variable {name} is not set; it was replaced by ''" for name in sorted(missing)]
@@ -216,7 +228,9 @@ def load_config(document: Any, env: Mapping[str, str]) -> RouterConfig:
     routes: list[Route] = []
     for index, route in enumerate(spec.routes):
         if not route.target:
-            warnings.append(f"routes[{index}].target: empty after substitution; route {route.prefix} is skipped")
+            warnings.append(
+                f"routes[{index}].target: empty after substitution; route {route.prefix} is skipped"
+            )
             continue
         if route.target in backends:
             target = backends[route.target]

@@ -100,4 +100,10 @@ class ConfigCache:
         self._last_error = reason
         self._fresh_until = self._clock() + self._retry
         kept = "keeping the last good config" if self._config else "no config is loaded"
-        logger.warning("config: refresh of %s failed (%s); %s; next try in %.0f s", self._source, reason, kept, self._retry)
+        logger.warning(
+            "config: refresh of %s failed (%s); %s; next try in %.0f s",
+            self._source,
+            reason,
+            kept,
+            self._retry,
+        )

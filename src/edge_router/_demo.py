@@ -31,7 +31,5 @@ async def start_demo_backend(name: str, host: str = "127.0.0.1", port: int = 0) 
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server
-    assert server is not None
-    bound_port = server.sockets[0].getsockname()[1]
+    bound_port = runner.addresses[0][1]
     return runner, f"http://{host}:{bound_port}"

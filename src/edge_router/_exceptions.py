@@ -29,7 +29,7 @@ class ConfigSourceError(ConfigError):
 
 
 class ConfigInvalidError(ConfigError):
-    """The config was read but is not valid. `problems` holds one line per problem, each with its field path."""
+    """The config was read but is not valid; `problems` has one line per problem, naming its field path."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems

@@ -98,7 +98,9 @@ def upstream_request_headers(
     return out
 
 
-def downstream_response_headers(upstream: RawHeaders, *, drop: frozenset[bytes] = frozenset()) -> list[tuple[bytes, bytes]]:
+def downstream_response_headers(
+    upstream: RawHeaders, *, drop: frozenset[bytes] = frozenset()
+) -> list[tuple[bytes, bytes]]:
     """The backend's headers minus hop-by-hop ones and any the router sets itself (`drop`)."""
     listed: set[bytes] = set()
     for name, value in upstream:

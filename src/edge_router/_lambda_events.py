@@ -57,10 +57,14 @@ class FunctionUrlResponse(TypedDict, total=False):
 
 
 def is_http_event(event: Any) -> bool:
-    return isinstance(event, dict) and event.get("version") == "2.0" and "http" in event.get("requestContext", {})
+    return (
+        isinstance(event, dict)
+        and event.get("version") == "2.0"
+        and "http" in event.get("requestContext", {})
+    )
 
 
-class FunctionUrlHandler(HTTPGateway):  # type: ignore[misc]
+class FunctionUrlHandler(HTTPGateway):
     @classmethod
     def infer(cls, event: Any, context: Any, config: Any) -> bool:
         return is_http_event(event)
@@ -76,17 +80,26 @@ class FunctionUrlHandler(HTTPGateway):  # type: ignore[misc]
     def scope(self) -> Any:
         return self._scope
 
-    def __call__(self, response: Any) -> FunctionUrlResponse:
+    def __call__(self, response: Any) -> dict[str, Any]:
         headers, cookies = _combine_headers_v2(response["headers"])
-        body, is_base64 = handle_base64_response_body(response["body"], headers, self.config["text_mime_types"])
-        out: FunctionUrlResponse = {"statusCode": response["status"], "headers": headers, "isBase64Encoded": is_base64}
+        body, is_base64 = handle_base64_response_body(
+            response["body"], headers, self.config["text_mime_types"]
+        )
+        out: FunctionUrlResponse = {
+            "statusCode": response["status"],
+            "headers": headers,
+            "isBase64Encoded": is_base64,
+        }
         if body:
             out["body"] = body
         if cookies:
             out["cookies"] = cookies
-        if len(body) > FUNCTION_URL_ENVELOPE_LIMIT - 64 * 1024 and _envelope_size(out) > FUNCTION_URL_ENVELOPE_LIMIT:
-            return too_large_response(self._scope, _envelope_size(out))
-        return out
+        if (
+            len(body) > FUNCTION_URL_ENVELOPE_LIMIT - 64 * 1024
+            and _envelope_size(out) > FUNCTION_URL_ENVELOPE_LIMIT
+        ):
+            return dict(too_large_response(self._scope, _envelope_size(out)))
+        return dict(out)
 
 
 def _envelope_size(response: FunctionUrlResponse) -> int:

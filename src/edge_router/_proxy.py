@@ -114,7 +114,11 @@ class ProxyApp:
             outcome.status, outcome.error = 503, "no valid config loaded"
             reason = self._config.status().last_error if self._debug else None
             await send_error(
-                send, 503, "No valid routing config is loaded", request_id=request_id, headers=DEFAULT_CORS,
+                send,
+                503,
+                "No valid routing config is loaded",
+                request_id=request_id,
+                headers=DEFAULT_CORS,
                 detail=reason,
             )
             return
@@ -129,7 +133,10 @@ class ProxyApp:
         if _headers.via_count(header_value(headers, b"via"), config.via[4:]) >= MAX_VIA_HOPS:
             outcome.status, outcome.error = 508, "proxy loop"
             await send_error(
-                send, 508, "The request has passed through this router too many times", request_id=request_id,
+                send,
+                508,
+                "The request has passed through this router too many times",
+                request_id=request_id,
                 headers=cors,
             )
             return
@@ -183,7 +190,12 @@ class ProxyApp:
             status, message = 502, f"The backend '{backend}' broke off the exchange"
         outcome.status, outcome.error = status, str(exc)
         await send_error(
-            send, status, message, request_id=outcome.request_id, headers=cors, backend=backend,
+            send,
+            status,
+            message,
+            request_id=outcome.request_id,
+            headers=cors,
+            backend=backend,
             detail=str(exc) if self._debug else None,
         )
 
@@ -198,18 +210,26 @@ class ProxyApp:
                 if size > self._lambda_limit:
                     outcome.status, outcome.error = 502, f"response body over {self._lambda_limit} bytes"
                     await send_error(
-                        send, 502,
+                        send,
+                        502,
                         f"The backend's response is larger than a function URL can return "
                         f"({self._lambda_limit // (1024 * 1024)} MB)",
-                        request_id=outcome.request_id, headers=[h for h in headers if h[0].startswith(b"access-")],
+                        request_id=outcome.request_id,
+                        headers=[h for h in headers if h[0].startswith(b"access-")],
                         backend=outcome.backend,
                     )
                     return
                 parts.append(chunk)
         except UpstreamError as exc:
             outcome.status, outcome.error = 502, str(exc)
-            await send_error(send, 502, "The backend broke off its response", request_id=outcome.request_id,
-                             backend=outcome.backend, detail=str(exc) if self._debug else None)
+            await send_error(
+                send,
+                502,
+                "The backend broke off its response",
+                request_id=outcome.request_id,
+                backend=outcome.backend,
+                detail=str(exc) if self._debug else None,
+            )
             return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"".join(parts)})
@@ -260,7 +280,16 @@ class _Outcome:
     """What happened to one request, for the log line and the metrics."""
 
     __slots__ = (
-        "backend", "duration_ms", "error", "method", "path", "request_id", "route", "status", "target", "timed_out",
+        "backend",
+        "duration_ms",
+        "error",
+        "method",
+        "path",
+        "request_id",
+        "route",
+        "status",
+        "target",
+        "timed_out",
     )
 
     def __init__(self, *, method: str, path: str, request_id: str) -> None:

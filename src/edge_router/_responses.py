@@ -27,7 +27,11 @@ REASONS = {
 
 
 def error_body(status: int, message: str, request_id: str, **extra: Any) -> bytes:
-    body: dict[str, Any] = {"error": REASONS.get(status, "Error"), "message": message, "request_id": request_id}
+    body: dict[str, Any] = {
+        "error": REASONS.get(status, "Error"),
+        "message": message,
+        "request_id": request_id,
+    }
     body.update({key: value for key, value in extra.items() if value is not None})
     return json.dumps(body, separators=(",", ":")).encode()
 

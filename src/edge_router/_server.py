@@ -16,7 +16,9 @@ from typing import Any
 import uvicorn
 
 
-def make_server(app: Any, host: str = "127.0.0.1", port: int = 8080, *, log_level: str = "warning") -> uvicorn.Server:
+def make_server(
+    app: Any, host: str = "127.0.0.1", port: int = 8080, *, log_level: str = "warning"
+) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
         host=host,

@@ -100,7 +100,6 @@ class DynamoDBSource:
         return f"dynamodb:{self.table}/{self.item_id}"
 
     def read(self) -> Any:
-        from aws_lambda_powertools.utilities.parameters import DynamoDBProvider
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
         from ._exceptions import ConfigSourceError

@@ -35,8 +35,11 @@ RequestBody = bytes | AsyncIterator[bytes] | None
 
 
 class UpstreamResponse(Protocol):
-    status: int
-    raw_headers: Sequence[tuple[bytes, bytes]]
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def raw_headers(self) -> Sequence[tuple[bytes, bytes]]: ...
 
     def stream(self) -> AsyncIterator[bytes]: ...
 

@@ -30,7 +30,10 @@ class LambdaAdapter:
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         self._mangum = Mangum(
-            router, lifespan="off", custom_handlers=[FunctionUrlHandler], text_mime_types=TEXT_MIME_TYPES
+            router,
+            lifespan="off",
+            custom_handlers=[FunctionUrlHandler],
+            text_mime_types=TEXT_MIME_TYPES,
         )
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
@@ -48,14 +51,21 @@ class LambdaAdapter:
         for handler in NON_HTTP_HANDLERS:
             if handler.infer(event):
                 return self.loop.run_until_complete(handler.handle(event, self))
-        logger.warning("ignoring an event that is not a function URL request", extra={"event": unknown_event(event)})
+        logger.warning(
+            "ignoring an event that is not a function URL request", extra={"event": unknown_event(event)}
+        )
         return unknown_event(event)
 
     async def on_schedule(self, event: Any) -> dict[str, Any]:
         """A scheduled tick keeps the config warm (health checks join it in a later issue)."""
         config = await self.router.config.get()
         status = self.router.config.status()
-        return {"handled": True, "event": "schedule", "config_loaded": config is not None, "error": status.last_error}
+        return {
+            "handled": True,
+            "event": "schedule",
+            "config_loaded": config is not None,
+            "error": status.last_error,
+        }
 
 
 _adapter: LambdaAdapter | None = None

@@ -1,0 +1,166 @@
+"""ConfigCache: TTL on an injected monotonic clock, last-good fallback, single flight, no loop blocking."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from edge_router._config import RouterConfig, load_config
+from edge_router._config_cache import ConfigCache
+from edge_router._exceptions import ConfigInvalidError, ConfigSourceError
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    loop = asyncio.new_event_loop()  # never asyncio.run: it would unset the loop Mangum relies on
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def config_for(name: str) -> RouterConfig:
+    return load_config({"routes": [{"prefix": f"/{name}", "target": "http://127.0.0.1:9"}]}, {})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Source:
+    """A scripted source: each read returns (or raises) the next item."""
+
+    def __init__(self, *items: RouterConfig | Exception, delay: float = 0.0) -> None:
+        self.items = list(items)
+        self.reads = 0
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def __call__(self) -> RouterConfig:
+        with self.lock:
+            self.reads += 1
+            item = self.items.pop(0) if len(self.items) > 1 else self.items[0]
+        if self.delay:
+            time.sleep(self.delay)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+def cache(
+    source: Callable[[], RouterConfig], clock: Clock, ttl: float = 100, retry: float = 60
+) -> ConfigCache:
+    return ConfigCache(source, source="test", ttl_seconds=ttl, retry_seconds=retry, clock=clock)
+
+
+def prefix(config: RouterConfig | None) -> str:
+    assert config is not None
+    return config.routes[0].prefix
+
+
+def test_within_ttl_no_read() -> None:
+    clock, source = Clock(), Source(config_for("a"))
+    c = cache(source, clock)
+
+    async def scenario() -> None:
+        assert prefix(await c.get()) == "/a"
+        clock.now += 99
+        for _ in range(50):
+            await c.get()
+
+    run(scenario())
+    assert source.reads == 1
+
+
+def test_expired_serves_last_good_while_refreshing_then_switches() -> None:
+    clock, source = Clock(), Source(config_for("a"), config_for("b"))
+    c = cache(source, clock)
+
+    async def scenario() -> list[str]:
+        seen = [prefix(await c.get())]
+        clock.now += 101
+        seen.append(prefix(await c.get()))  # stale while the refresh runs in a thread
+        await c.refresh()
+        seen.append(prefix(await c.get()))
+        return seen
+
+    assert run(scenario()) == ["/a", "/a", "/b"]
+    assert source.reads == 2
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ConfigSourceError("ssm down"),
+        ConfigInvalidError(["routes[0].target: bad"]),
+        RuntimeError("bug in a source"),
+    ],
+)
+def test_failed_refresh_keeps_last_good_and_waits_before_retrying(failure: Exception) -> None:
+    clock, source = Clock(), Source(config_for("a"), failure, failure, config_for("c"))
+    c = cache(source, clock, ttl=100, retry=60)
+
+    async def scenario() -> None:
+        await c.get()
+        clock.now += 101
+        assert prefix(await c.refresh()) == "/a"  # refresh failed: last good kept
+        assert c.status().last_error
+        for _ in range(20):  # no read on every request while failing
+            assert prefix(await c.get()) == "/a"
+        assert source.reads == 2
+        clock.now += 61  # retried after the retry interval
+        await c.refresh()
+        assert source.reads == 3
+        clock.now += 61
+        assert prefix(await c.refresh()) == "/c"
+        assert c.status().last_error is None
+
+    run(scenario())
+
+
+def test_no_config_ever_loaded_reports_none_with_reason() -> None:
+    clock = Clock()
+    c = cache(Source(ConfigSourceError("cannot read /nope.json")), clock)
+    assert run(c.get()) is None
+    assert c.status().last_error == "cannot read /nope.json"
+
+
+def test_concurrent_requests_trigger_one_fetch() -> None:
+    clock, source = Clock(), Source(config_for("a"), delay=0.2)
+    c = cache(source, clock)
+
+    async def scenario() -> list[RouterConfig | None]:
+        return await asyncio.gather(*(c.get() for _ in range(50)))
+
+    results = run(scenario())
+    assert source.reads == 1
+    assert all(prefix(r) == "/a" for r in results)
+
+
+def test_slow_fetch_never_blocks_the_event_loop() -> None:
+    clock, source = Clock(), Source(config_for("a"), config_for("b"), delay=0.5)
+    c = cache(source, clock)
+
+    async def scenario() -> int:
+        await c.get()
+        clock.now += 101
+        refresh = asyncio.ensure_future(c.refresh())
+        ticks = 0
+        while not refresh.done():  # other tasks keep running while boto3 would block
+            await asyncio.sleep(0.01)
+            ticks += 1
+            served = prefix(await c.get())
+            assert served == ("/b" if refresh.done() else "/a")
+        return ticks
+
+    assert run(scenario()) >= 10
