@@ -146,18 +146,14 @@ def create_control_app(router: EdgeRouter) -> FastAPI:
     @app.post(
         "/admin/cache-flush", dependencies=admin, summary="Drop the cached config and read the source again"
     )
-    async def cache_flush() -> JSONResponse:
+    async def cache_flush(request: Request) -> JSONResponse:
         config = await router.config.refresh()
         status = router.config.status()
-        body = {
-            "flushed": True,
-            "source": status.source,
-            "loaded": status.last_error is None,
-            "routes": len(config.routes) if config else 0,
-            "loaded_at": status.loaded_at,
-            "error": status.last_error,
-        }
-        # 422: the source was read again but not accepted; the last good config stays in service.
-        return JSONResponse(body, status_code=200 if status.last_error is None else 422)
+        serving = {"source": status.source, "routes": len(config.routes) if config else 0}
+        if status.last_error is not None:
+            # 422: the source was read again but not accepted; the last good config stays in service.
+            kept = "the last good config stays in service" if config else "no config is loaded"
+            return _error(422, f"{status.last_error}; {kept}", request, **serving)
+        return JSONResponse({"flushed": True, "loaded_at": status.loaded_at, **serving})
 
     return app

@@ -16,6 +16,7 @@ REASONS = {
     404: "Not Found",
     413: "Payload Too Large",
     414: "URI Too Long",
+    422: "Invalid Config",
     429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
