@@ -120,3 +120,11 @@ def test_unknown_event_is_refused_politely(tmp_path: Path, lambda_adapter: Any) 
     handler = lambda_adapter(routes(tmp_path, "http://127.0.0.1:9"))
     answer = handler({"Records": [{"eventSource": "aws:sqs"}]}, None)
     assert answer["handled"] is False
+
+
+def test_raw_non_ascii_path_and_query_are_escaped_once(tmp_path: Path, lambda_adapter: Any) -> None:
+    with Backend() as backend:
+        handler = lambda_adapter(routes(tmp_path, backend.url))
+        response = handler(function_url_event("GET", "/api/café", query="q=café&s=a b"), None)
+        assert response["statusCode"] == 200
+        assert backend.last.target == "/caf%C3%A9?q=caf%C3%A9&s=a%20b"

@@ -21,7 +21,7 @@ from edge_router import _headers, _paths
         ("/../../etc/passwd", "/etc/passwd"),
         ("/%61pi/x", "/api/x"),  # escaped unreserved characters are the same resource
         ("/a//b", "/a//b"),
-        ("/caf\u00e9", "/caf%C3%A9"),
+        ("/caf\xc3\xa9", "/caf%C3%A9"),  # raw UTF-8 bytes, one character per byte: escaped as sent
         ("/sp ace", "/sp%20ace"),
         ("", "/"),
     ],
@@ -155,3 +155,17 @@ def test_response_hop_by_hop_dropped_and_cookies_kept() -> None:
         ]
     )
     assert kept == [(b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2"), (b"Content-Encoding", b"gzip")]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"a=1&b=%2F&a=2", "a=1&b=%2F&a=2"),
+        (b"q=%7e+x&empty=&flag", "q=%7e+x&empty=&flag"),  # kept byte for byte, escapes untouched
+        (b"q=caf\xc3\xa9", "q=caf%C3%A9"),
+        (b"q=a b", "q=a%20b"),
+        (b"next=/a?b", "next=/a?b"),
+    ],
+)
+def test_escape_query(raw: bytes, expected: str) -> None:
+    assert _paths.escape_query(raw) == expected

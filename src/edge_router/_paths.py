@@ -21,6 +21,7 @@ _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 # Characters allowed raw in a path (RFC 3986 pchar + "/"); anything else is escaped on the way out.
 _PATH_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%")
+_QUERY_SAFE = _PATH_SAFE | frozenset(b"?")
 
 
 def _decode_unreserved(match: re.Match[str]) -> str:
@@ -28,13 +29,18 @@ def _decode_unreserved(match: re.Match[str]) -> str:
     return chr(code) if code in _UNRESERVED else match.group(0)
 
 
-def _escape_unsafe(raw: str) -> str:
-    if all(ord(ch) in _PATH_SAFE for ch in raw):
+def _escape_unsafe(raw: str, safe: frozenset[int]) -> str:
+    # `raw` holds one character per byte as received (latin-1), so each character is escaped as
+    # exactly the byte the client sent: UTF-8 sent raw becomes its %XX form, never re-encoded.
+    if all(ord(ch) in safe for ch in raw):
         return raw
-    out = []
-    for byte in raw.encode("utf-8", "surrogateescape"):
-        out.append(chr(byte) if byte in _PATH_SAFE else f"%{byte:02X}")
-    return "".join(out)
+    return "".join(ch if ord(ch) in safe else f"%{ord(ch):02X}" for ch in raw)
+
+
+def escape_query(raw: bytes) -> str:
+    """The query string to forward: byte for byte, except bytes that may not appear raw in a URL."""
+    text = raw.decode("latin-1")
+    return _escape_unsafe(text, _QUERY_SAFE)
 
 
 def remove_dot_segments(path: str) -> str:
@@ -55,10 +61,13 @@ def remove_dot_segments(path: str) -> str:
 
 
 def normalize_path(raw_path: str) -> str:
-    """The path the router matches on and forwards (see the module docstring)."""
+    """The path the router matches on and forwards (see the module docstring).
+
+    `raw_path` is the request target's path as received, one character per byte (latin-1).
+    """
     if not raw_path.startswith("/"):
         raw_path = "/" + raw_path
-    path = _escape_unsafe(raw_path)
+    path = _escape_unsafe(raw_path, _PATH_SAFE)
     if "%" in path:
         path = _ESCAPE.sub(_decode_unreserved, path)
     if "/." in path:

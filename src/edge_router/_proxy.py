@@ -143,7 +143,7 @@ class ProxyApp:
         query: bytes = scope.get("query_string", b"")
         url = target.origin + _paths.join_path(target.base_path, path[len(route.prefix) :])
         if query:
-            url += "?" + query.decode("latin-1")
+            url += "?" + _paths.escape_query(query)
         outcome.target = url
         body = await _request_body(receive, buffered)
         client = scope.get("client")
