@@ -8,7 +8,6 @@ pays for importing FastAPI (~160 ms here). Control paths take precedence over ro
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import uuid
@@ -68,7 +67,6 @@ class EdgeRouter:
             config=self.config, upstream=self.upstream, recorder=self.recorder, settings=settings
         )
         self._control: Any = None
-        self._flusher: asyncio.Task[None] | None = None
 
     def _load(self) -> RouterConfig:
         return load_config(self.source.read(), os.environ)
@@ -129,21 +127,11 @@ class EdgeRouter:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.config.get()
-                self._flusher = asyncio.ensure_future(self._flush_metrics_periodically())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._flusher:
-                    self._flusher.cancel()
-                self.recorder.flush()
                 await self.upstream.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    async def _flush_metrics_periodically(self) -> None:
-        interval = float(os.environ.get("METRICS_FLUSH_SECONDS", "60"))
-        while True:
-            await asyncio.sleep(interval)
-            self.recorder.flush()
 
 
 def _with_headers(send: Send, extra: tuple[Header, ...], request_id: str) -> Send:

@@ -20,7 +20,7 @@ from ._exceptions import UpstreamConnectError, UpstreamError, UpstreamTimeout
 from ._observability import RequestRecorder
 from ._responses import Header, send_error
 from ._settings import Settings
-from ._upstream import RequestBody, Upstream
+from ._upstream import RequestBody, Upstream, UpstreamResponse
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -171,7 +171,7 @@ class ProxyApp:
             ]
             outcome.status = response.status
             if buffered:
-                await self._send_buffered(send, response.stream(), response.status, response_headers, outcome)
+                await self._send_buffered(send, response, response_headers, outcome)
             else:
                 await _send_streaming(send, response.stream(), response.status, response_headers, outcome)
         finally:
@@ -200,26 +200,10 @@ class ProxyApp:
         )
 
     async def _send_buffered(
-        self, send: Send, chunks: AsyncIterator[bytes], status: int, headers: list[Header], outcome: _Outcome
+        self, send: Send, response: UpstreamResponse, headers: list[Header], outcome: _Outcome
     ) -> None:
-        parts: list[bytes] = []
-        size = 0
         try:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > self._lambda_limit:
-                    outcome.status, outcome.error = 502, f"response body over {self._lambda_limit} bytes"
-                    await send_error(
-                        send,
-                        502,
-                        f"The backend's response is larger than a function URL can return "
-                        f"({self._lambda_limit // (1024 * 1024)} MB)",
-                        request_id=outcome.request_id,
-                        headers=[h for h in headers if h[0].startswith(b"access-")],
-                        backend=outcome.backend,
-                    )
-                    return
-                parts.append(chunk)
+            body = await response.read(self._lambda_limit)
         except UpstreamError as exc:
             outcome.status, outcome.error = 502, str(exc)
             await send_error(
@@ -231,8 +215,20 @@ class ProxyApp:
                 detail=str(exc) if self._debug else None,
             )
             return
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"".join(parts)})
+        if body is None:
+            outcome.status, outcome.error = 502, f"response body over {self._lambda_limit} bytes"
+            await send_error(
+                send,
+                502,
+                "The backend's response is larger than a function URL can return "
+                f"({self._lambda_limit // (1024 * 1024)} MB)",
+                request_id=outcome.request_id,
+                backend=outcome.backend,
+                headers=[h for h in headers if h[0].startswith(b"access-")],
+            )
+            return
+        await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 async def _send_streaming(

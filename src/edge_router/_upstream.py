@@ -43,6 +43,10 @@ class UpstreamResponse(Protocol):
 
     def stream(self) -> AsyncIterator[bytes]: ...
 
+    async def read(self, limit: int) -> bytes | None:
+        """The whole body, or None (and nothing more read) when it is larger than `limit` bytes."""
+        ...
+
     def release(self) -> None: ...
 
 
@@ -70,6 +74,25 @@ class _AiohttpResponse:
             raise UpstreamTimeout("the backend stopped sending the response body") from None
         except aiohttp.ClientError as exc:
             raise UpstreamProtocolError(f"the response body broke off: {exc}") from None
+
+    async def read(self, limit: int) -> bytes | None:
+        length = self._response.content_length
+        if length is not None and length > limit:
+            return None
+        if length is not None:
+            try:
+                return await self._response.read()
+            except TimeoutError:
+                raise UpstreamTimeout("the backend stopped sending the response body") from None
+            except aiohttp.ClientError as exc:
+                raise UpstreamProtocolError(f"the response body broke off: {exc}") from None
+        parts, size = [], 0
+        async for chunk in self.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            parts.append(chunk)
+        return b"".join(parts)
 
     def release(self) -> None:
         self._response.release()

@@ -4,7 +4,7 @@ One event loop, one router and one upstream client per process, built on the fir
 and reused by every warm invocation after it. Mangum runs with lifespan="off" (it would otherwise
 run startup and shutdown on every invocation) and its loop is ours: we set it as the current loop
 before every call, so nothing else in the process (an `asyncio.run` in a library) can leave
-Mangum without one. Metrics are flushed at the end of every invocation.
+Mangum without one. Each request's metrics leave with its log line (EMF), before the invocation returns.
 """
 
 from __future__ import annotations
@@ -24,10 +24,19 @@ from ._settings import Settings
 TEXT_MIME_TYPES = [*DEFAULT_TEXT_MIME_TYPES, "+json", "+xml"]
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (the layer ships it): aiohttp's client path runs ~30% faster on it."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class LambdaAdapter:
     def __init__(self, router: EdgeRouter) -> None:
         self.router = router
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         asyncio.set_event_loop(self.loop)
         self._mangum = Mangum(
             router,
@@ -41,11 +50,8 @@ class LambdaAdapter:
         if not is_http_event(event):
             return self._non_http(event)
         logger.set_correlation_id(event["requestContext"].get("requestId"))
-        try:
-            response: dict[str, Any] = self._mangum(event, context)
-            return response
-        finally:
-            self.router.recorder.flush()
+        response: dict[str, Any] = self._mangum(event, context)
+        return response
 
     def _non_http(self, event: Any) -> dict[str, Any]:
         for handler in NON_HTTP_HANDLERS:
