@@ -1,0 +1,206 @@
+"""Shared, stdlib-only helpers for the benchmark scripts (cheap to import in a cold-start child).
+
+Function URL events, loopback ports, percentiles, and child processes that are always stopped:
+each child runs in its own session (process group), and `Children.stop_all()` signals exactly
+those groups, by id, TERM first and KILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import unquote
+
+BENCH_DIR = Path(__file__).resolve().parent
+LOOPBACK = "127.0.0.1"
+
+
+def function_url_event(
+    method: str = "GET",
+    raw_path: str = "/",
+    *,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    source_ip: str = "203.0.113.7",
+    request_id: str = "req-bench",
+) -> dict[str, Any]:
+    """A Lambda function URL (payload 2.0) event as AWS sends it (copied from tests/support.py)."""
+    event_headers = {
+        "host": "abc123.lambda-url.us-east-1.on.aws",
+        "x-forwarded-proto": "https",
+        "x-forwarded-port": "443",
+        "x-forwarded-for": source_ip,
+        "x-amzn-trace-id": "Root=1-00000000-000000000000000000000000",
+        "user-agent": "bench",
+        "accept": "*/*",
+    }
+    event_headers.update({k.lower(): v for k, v in (headers or {}).items()})
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": raw_path,
+        "rawQueryString": query,
+        "headers": event_headers,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "abc123",
+            "domainName": "abc123.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "abc123",
+            "http": {
+                "method": method,
+                "path": unquote(raw_path),
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": "bench",
+            },
+            "requestId": request_id,
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "24/Nov/2026:12:00:00 +0000",
+            "timeEpoch": 1795521600000,
+        },
+        "isBase64Encoded": False,
+    }
+
+
+def router_config(backend_url: str, prefix: str = "/bench") -> dict[str, Any]:
+    return {"version": "1.0", "routes": [{"prefix": prefix, "target": backend_url}]}
+
+
+def write_json(path: Path, document: Any) -> Path:
+    path.write_text(json.dumps(document, indent=2))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence."""
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]
+
+
+def median(values: Sequence[float]) -> float:
+    return percentile(sorted(values), 0.5)
+
+
+def summarize(samples_us: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(samples_us)
+    return {
+        "n": len(ordered),
+        "mean_us": sum(ordered) / len(ordered) if ordered else float("nan"),
+        "p50_us": percentile(ordered, 0.5),
+        "p99_us": percentile(ordered, 0.99),
+    }
+
+
+def http_get_status(port: int, path: str = "/", timeout: float = 1.0) -> int | None:
+    """One blocking HTTP/1.1 GET on 127.0.0.1:`port`; the status code, or None if it failed."""
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {LOOPBACK}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while b"\r\n" not in data:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        parts = data.split(b" ", 2)
+        return int(parts[1]) if len(parts) > 1 else None
+    except (OSError, ValueError):
+        return None
+
+
+def wait_http(port: int, path: str, deadline_s: float, proc: subprocess.Popen[Any] | None = None) -> None:
+    """Poll until GET `path` answers 200 (bounded by `deadline_s`), or the process died."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before answering")
+        if http_get_status(port, path) == 200:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing answered 200 on 127.0.0.1:{port}{path} within {deadline_s:g}s")
+
+
+def vm_hwm_kib(pid: int) -> int | None:
+    """Peak resident set size (VmHWM) of a live process, in KiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class Children:
+    """Every process the benchmark starts; each one leads its own process group."""
+
+    def __init__(self) -> None:
+        self._procs: list[subprocess.Popen[Any]] = []
+
+    def start(
+        self,
+        args: Sequence[str],
+        *,
+        stdout: int | IO[Any] | None = subprocess.DEVNULL,
+        stderr: int | IO[Any] | None = subprocess.DEVNULL,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen[Any]:
+        proc = subprocess.Popen(
+            list(args), stdout=stdout, stderr=stderr, env=env, cwd=cwd, start_new_session=True, text=True
+        )
+        self._procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[Any], grace_s: float = 5.0) -> None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=grace_s)
+        else:
+            # The leader is gone; a forked worker (nginx) could still hold the group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if proc in self._procs:
+            self._procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(list(self._procs)):
+            self.stop(proc)
+
+
+def start_backend(children: Children, python: str) -> tuple[subprocess.Popen[Any], int]:
+    """The uvloop backend in its own process; returns it and its port."""
+    proc = children.start([python, str(BENCH_DIR / "_backend.py")], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()  # "PORT <n>", printed once it listens
+    if not line.startswith("PORT "):
+        children.stop(proc)
+        raise RuntimeError(f"the backend did not start (said {line!r})")
+    port = int(line.split()[1])
+    wait_http(port, "/", 10, proc)
+    return proc, port

@@ -1,0 +1,801 @@
+"""edge-router benchmark suite: one entry point, four sections, a table of numbers and ratios.
+
+    .venv/bin/python bench/run.py [--quick] [--only server,lambda,cold,upstream] [--loadgen auto|wrk|python]
+
+Sections (see bench/README.md for what every number means):
+  server    req/s, p50, p99 through `edge-router serve`, nginx and a naive FastAPI+httpx proxy,
+            plus "direct" (the backend itself), at 1 and 32 connections; the router's peak RSS
+  lambda    µs per warm invocation of the Lambda handler vs a direct aiohttp GET vs FastAPI+Mangum
+  cold      import + build + first invocation in fresh processes, router vs FastAPI+Mangum
+  upstream  aiohttp vs httpx as the upstream client
+
+Everything listens on 127.0.0.1 only; every loop is bounded in count and time; every child process
+leads its own process group and is stopped in a `finally`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from _common import (
+    BENCH_DIR,
+    LOOPBACK,
+    Children,
+    free_port,
+    median,
+    router_config,
+    start_backend,
+    vm_hwm_kib,
+    wait_http,
+    write_json,
+)
+
+SECTIONS = ("server", "lambda", "cold", "upstream")
+PATH = "/bench"
+STATIC = "ref: uvicorn static"  # reference rows (bench/_floor.py)
+FLOOR = "ref: bare ASGI proxy"
+
+# Targets printed beside the numbers.
+TARGET_VS_NGINX = 0.5  # router req/s >= 0.5 x nginx at c=32
+TARGET_VS_NAIVE = 15.0  # router req/s >= 15 x naive at c=32
+TARGET_ADDED_P50_MS = 0.2  # router p50 - direct p50 at c=1
+TARGET_LAMBDA_RATIO = 1.5  # warm invocation / direct GET
+TARGET_COLD_RATIO = 1.0  # router cold start / FastAPI+Mangum hello cold start
+
+
+@dataclass
+class Plan:
+    quick: bool
+    load_s: float
+    warm_s: float
+    lambda_n: int
+    lambda_rounds: int
+    lambda_warmup: int
+    cold_runs: int
+    client_n: int
+    client_s: float
+
+    @classmethod
+    def make(cls, quick: bool) -> Plan:
+        if quick:
+            return cls(True, 2.0, 1.0, 300, 3, 100, 4, 500, 1.5)
+        return cls(False, 5.0, 1.0, 1000, 5, 300, 9, 2000, 3.0)
+
+
+@dataclass
+class Bench:
+    plan: Plan
+    python: str
+    tmp: Path
+    children: Children
+    loadgen: str  # "wrk" or "python"
+    backend_url: str = ""
+    backend_port: int = 0
+    config_path: Path = Path()
+    results: dict[str, Any] = field(default_factory=dict)
+    checks: list[tuple[str, str, str, bool | None]] = field(default_factory=list)
+
+    def check(self, name: str, value: str, target: str, ok: bool | None) -> None:
+        self.checks.append((name, value, target, ok))
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def log(message: str) -> None:
+    sys.stdout.flush()
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        first, *rest = cells
+        return (
+            "  "
+            + f"{first:<{widths[0]}}"
+            + "".join(f"  {c:>{w}}" for c, w in zip(rest, widths[1:], strict=True))
+        )
+
+    print(f"\n{title}")
+    print(line(header))
+    print("  " + "-" * (sum(widths) + 2 * (len(widths) - 1)))
+    for row in rows:
+        print(line(row))
+    sys.stdout.flush()
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "MISS")
+
+
+def fmt_us(value: float | None) -> str:
+    if value is None or value != value:
+        return "-"
+    return f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.0f} µs"
+
+
+def fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def fmt_rps(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+# ---------------------------------------------------------------------------------------------- load
+
+
+_UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
+
+
+def parse_wrk(text: str) -> dict[str, float]:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    total = re.search(r"(\d+) requests in", text)
+    if not rps or not total:
+        raise RuntimeError(f"cannot read wrk's output:\n{text}")
+    dist = {
+        int(p): float(v) * _UNITS[u]
+        for p, v, u in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    }
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (
+        sum(int(g) for g in sockets.groups()) if sockets else 0
+    )
+    return {
+        "requests": int(total.group(1)),
+        "errors": errors,
+        "rps": float(rps.group(1)),
+        "p50_us": dist.get(50, float("nan")),
+        "p99_us": dist.get(99, float("nan")),
+    }
+
+
+def load(bench: Bench, port: int, connections: int, duration: float) -> dict[str, float]:
+    """Closed-loop GET load on 127.0.0.1:`port`/bench (bounded by `duration`)."""
+    if bench.loadgen == "wrk":
+        threads = 1 if connections == 1 else 2
+        command = [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            "--timeout",
+            "5s",
+            f"http://{LOOPBACK}:{port}{PATH}",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 30, check=True)
+        return parse_wrk(done.stdout)
+    command = [
+        bench.python,
+        str(BENCH_DIR / "_loadgen.py"),
+        "--port",
+        str(port),
+        "--path",
+        PATH,
+        "--connections",
+        str(connections),
+        "--duration",
+        str(duration),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 30, check=True)
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- server
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+
+
+def start_nginx(bench: Bench, nginx: str) -> tuple[subprocess.Popen[Any], int]:
+    """nginx as a reverse proxy: 1 worker (the router is one process), keep-alive to the backend."""
+    port = free_port()
+    prefix = bench.tmp / "nginx"
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"""
+worker_processes 1;
+daemon off;
+{user}
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    upstream backend {{
+        server {LOOPBACK}:{bench.backend_port};
+        keepalive 64;
+    }}
+    server {{
+        listen {LOOPBACK}:{port} reuseport;
+        location {PATH} {{
+            proxy_pass http://backend/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Request-Id $request_id;
+        }}
+    }}
+}}
+"""
+    )
+    errors = (prefix / "stderr.log").open("w")
+    proc = bench.children.start(
+        [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")], stderr=errors
+    )
+    errors.close()
+    wait_http(port, PATH, 10, proc)
+    return proc, port
+
+
+def start_router(bench: Bench) -> tuple[subprocess.Popen[Any], int]:
+    port = free_port()
+    script = Path(bench.python).parent / "edge-router"
+    command = [str(script)] if script.exists() else [bench.python, "-m", "edge_router.cli"]
+    errors = (bench.tmp / "router-stderr.log").open("w")
+    # stdout carries one JSON log line per request: /dev/null, as a log shipper would take it away.
+    proc = bench.children.start(
+        [*command, "serve", "--config", str(bench.config_path), "--host", LOOPBACK, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=errors,
+    )
+    errors.close()
+    wait_http(port, PATH, 20, proc)
+    return proc, port
+
+
+def start_naive(bench: Bench) -> tuple[subprocess.Popen[Any], int]:
+    port = free_port()
+    env = {**os.environ, "NAIVE_UPSTREAM": bench.backend_url}
+    errors = (bench.tmp / "naive-stderr.log").open("w")
+    proc = bench.children.start(
+        [bench.python, str(BENCH_DIR / "_naive_proxy.py"), "--port", str(port)], stderr=errors, env=env
+    )
+    errors.close()
+    wait_http(port, PATH, 20, proc)
+    return proc, port
+
+
+def start_floor(bench: Bench, mode: str) -> tuple[subprocess.Popen[Any], int]:
+    port = free_port()
+    errors = (bench.tmp / f"floor-{mode}-stderr.log").open("w")
+    command = [bench.python, str(BENCH_DIR / "_floor.py"), mode, "--port", str(port)]
+    proc = bench.children.start([*command, "--upstream", bench.backend_url + "/"], stderr=errors)
+    errors.close()
+    wait_http(port, PATH, 20, proc)
+    return proc, port
+
+
+def process_tree_hwm_kib(pid: int) -> int | None:
+    """VmHWM of a process plus its direct children (nginx: master + worker)."""
+    total = vm_hwm_kib(pid)
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        kids = []
+    for kid in kids:
+        total = (total or 0) + (vm_hwm_kib(int(kid)) or 0)
+    return total
+
+
+def run_server(bench: Bench) -> None:
+    plan = bench.plan
+    nginx = nginx_binary()
+    starters: list[tuple[str, Callable[[], tuple[subprocess.Popen[Any] | None, int]]]] = [
+        ("direct", lambda: (None, bench.backend_port)),
+        ("router", lambda: start_router(bench)),
+    ]
+    if nginx:
+        starters.append(("nginx", lambda: start_nginx(bench, nginx)))
+    starters.append(("naive", lambda: start_naive(bench)))
+    starters.append((STATIC, lambda: start_floor(bench, "static")))
+    starters.append((FLOOR, lambda: start_floor(bench, "proxy")))
+
+    measured: dict[str, dict[str, Any]] = {}
+    for name, start in starters:
+        log(f"server: {name}")
+        proc, port = start()
+        try:
+            load(bench, port, 32, plan.warm_s)  # warm-up: pools filled, code paths hot
+            c1 = load(bench, port, 1, plan.load_s)
+            c32 = load(bench, port, 32, plan.load_s)
+            hwm = process_tree_hwm_kib(proc.pid) if proc is not None else None
+        finally:
+            if proc is not None:
+                bench.children.stop(proc)
+        measured[name] = {"c1": c1, "c32": c32, "peak_rss_kib": hwm}
+    if not nginx:
+        measured["nginx"] = {"skipped": "nginx is not installed"}
+
+    direct, router = measured["direct"], measured["router"]
+    rows = []
+    for name in ("direct", "router", "nginx", "naive", STATIC, FLOOR):
+        m = measured.get(name, {})
+        if "c1" not in m:
+            rows.append([name, "-", "-", "-", "-", "-", "-", "-", "-", "(not installed)"])
+            continue
+        added = m["c1"]["p50_us"] - direct["c1"]["p50_us"]
+        rows.append(
+            [
+                name,
+                fmt_rps(m["c1"]["rps"]),
+                fmt_us(m["c1"]["p50_us"]),
+                fmt_us(m["c1"]["p99_us"]),
+                "-" if name in ("direct", STATIC) else fmt_us(added),
+                fmt_rps(m["c32"]["rps"]),
+                fmt_us(m["c32"]["p50_us"]),
+                fmt_us(m["c32"]["p99_us"]),
+                str(int(m["c1"]["errors"] + m["c32"]["errors"])),
+                "-" if m.get("peak_rss_kib") is None else f"{m['peak_rss_kib'] / 1024:.0f} MiB",
+            ]
+        )
+    table(
+        f"1. Server mode  (load: {bench.loadgen}, {plan.load_s:g}s per run;"
+        " backend: uvloop Protocol, 200-byte JSON)",
+        [
+            "target",
+            "c=1 req/s",
+            "p50",
+            "p99",
+            "+p50 vs direct",
+            "c=32 req/s",
+            "p50",
+            "p99",
+            "errors",
+            "peak RSS",
+        ],
+        rows,
+    )
+
+    added_ms = (router["c1"]["p50_us"] - direct["c1"]["p50_us"]) / 1000
+    vs_nginx = ratio(router["c32"]["rps"], measured.get("nginx", {}).get("c32", {}).get("rps"))
+    vs_naive = ratio(router["c32"]["rps"], measured["naive"]["c32"]["rps"])
+    nginx_added = (
+        (measured["nginx"]["c1"]["p50_us"] - direct["c1"]["p50_us"]) / 1000
+        if "c1" in measured["nginx"]
+        else None
+    )
+    ratios = [
+        [
+            "router / nginx req/s at c=32",
+            fmt_ratio(vs_nginx),
+            f">= {TARGET_VS_NGINX:g}x",
+            verdict(None if vs_nginx is None else vs_nginx >= TARGET_VS_NGINX),
+        ],
+        [
+            "router / naive req/s at c=32",
+            fmt_ratio(vs_naive),
+            f">= {TARGET_VS_NAIVE:g}x",
+            verdict(None if vs_naive is None else vs_naive >= TARGET_VS_NAIVE),
+        ],
+        [
+            "router added p50 at c=1",
+            f"{added_ms:.3f} ms",
+            f"<= {TARGET_ADDED_P50_MS:g} ms",
+            verdict(added_ms <= TARGET_ADDED_P50_MS),
+        ],
+        [
+            "(nginx added p50 at c=1, for scale)",
+            "-" if nginx_added is None else f"{nginx_added:.3f} ms",
+            "",
+            "",
+        ],
+        [
+            "(router / bare ASGI proxy req/s at c=32)",
+            fmt_ratio(ratio(router["c32"]["rps"], measured[FLOOR]["c32"]["rps"])),
+            "",
+            "",
+        ],
+        [
+            "(nginx / uvicorn static req/s at c=32)",
+            fmt_ratio(
+                ratio(measured.get("nginx", {}).get("c32", {}).get("rps"), measured[STATIC]["c32"]["rps"])
+            ),
+            "",
+            "",
+        ],
+        [
+            "router peak RSS after load (VmHWM)",
+            "-" if router["peak_rss_kib"] is None else f"{router['peak_rss_kib'] / 1024:.1f} MiB",
+            "",
+            "",
+        ],
+    ]
+    table("   Server ratios", ["measure", "value", "target", ""], ratios)
+    for name, value, target, ok in ratios[:3]:
+        bench.check(f"server: {name}", value, target, None if ok == "n/a" else ok == "PASS")
+    bench.results["server"] = {
+        "backend": "uvloop asyncio.Protocol (bench/_backend.py)",
+        "loadgen": bench.loadgen,
+        "targets": measured,
+        "router_vs_nginx_c32": vs_nginx,
+        "router_vs_naive_c32": vs_naive,
+        "router_added_p50_ms_c1": added_ms,
+        "router_peak_rss_kib": router["peak_rss_kib"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- lambda
+
+
+def run_lambda(bench: Bench) -> None:
+    plan = bench.plan
+    log("lambda: warm invocations (router, direct aiohttp, FastAPI+Mangum), interleaved")
+    out = bench.tmp / "lambda.json"
+    errors = bench.tmp / "lambda-stderr.log"
+    with errors.open("w") as err:
+        subprocess.run(
+            [
+                bench.python,
+                str(BENCH_DIR / "_lambda_warm.py"),
+                "--backend-url",
+                bench.backend_url,
+                "--config",
+                str(bench.config_path),
+                "--result",
+                str(out),
+                "--n",
+                str(plan.lambda_n),
+                "--rounds",
+                str(plan.lambda_rounds),
+                "--warmup",
+                str(plan.lambda_warmup),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            timeout=300,
+            check=False,
+        )
+    if not out.exists():
+        raise RuntimeError(f"the Lambda warm-path worker failed:\n{errors.read_text()[-3000:]}")
+    result = json.loads(out.read_text())
+    direct = result["direct"]
+    labels = {
+        "router": "router handler (proxied GET)",
+        "direct": "direct aiohttp GET",
+        "fastapi": "FastAPI hello under Mangum",
+    }
+    rows = [
+        [
+            labels[name],
+            f"{r['mean_us']:.0f}",
+            f"{r['p50_us']:.0f}",
+            f"{r['p99_us']:.0f}",
+            fmt_ratio(r["p50_us"] / direct["p50_us"]),
+            str(r["status"]),
+            str(r["body_bytes"]),
+        ]
+        for name, r in result.items()
+    ]
+    table(
+        f"2. Lambda warm path  (in-process, {plan.lambda_rounds} rounds x {plan.lambda_n} invocations each,"
+        " logs on to /dev/null)",
+        ["µs per invocation", "mean", "p50", "p99", "p50 / direct", "status", "body B"],
+        rows,
+    )
+    value = result["router"]["p50_us"] / direct["p50_us"]
+    mean_value = result["router"]["mean_us"] / direct["mean_us"]
+    ok = value <= TARGET_LAMBDA_RATIO
+    print(
+        f"   proxied / direct: p50 {value:.2f}x, mean {mean_value:.2f}x"
+        f" (the router adds {result['router']['p50_us'] - direct['p50_us']:.0f} µs at p50)"
+        f"   target <= {TARGET_LAMBDA_RATIO:g}x  {verdict(ok)}"
+    )
+    bench.check("lambda: proxied / direct (p50)", f"{value:.2f}x", f"<= {TARGET_LAMBDA_RATIO:g}x", ok)
+    if result["router"]["status"] != 200:
+        bench.check("lambda: router answered 200", str(result["router"]["status"]), "200", False)
+    bench.results["lambda"] = {
+        **result,
+        "proxied_over_direct_p50": value,
+        "proxied_over_direct_mean": mean_value,
+        "router_added_p50_us": result["router"]["p50_us"] - direct["p50_us"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- cold
+
+
+def cold_once(bench: Bench, mode: str, index: int) -> dict[str, Any]:
+    out = bench.tmp / f"cold-{mode}-{index}.json"
+    command = [bench.python, str(BENCH_DIR / "_cold.py"), mode, "--result", str(out)]
+    if mode == "router":
+        command += ["--config", str(bench.config_path)]
+    # Bytecode is cached (as in a deployed package, whose pip install compiles it) but in a private
+    # folder: nothing is written next to the sources, and every mode gets the same treatment.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(bench.tmp / "pycache")
+    started = time.perf_counter()
+    done = subprocess.run(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60, env=env
+    )
+    wall_ms = (time.perf_counter() - started) * 1000
+    if done.returncode != 0 or not out.exists():
+        raise RuntimeError(f"cold start ({mode}) failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    result["process_wall_ms"] = wall_ms
+    return result
+
+
+def run_cold(bench: Bench) -> None:
+    plan = bench.plan
+    modes = ("bare", "router", "fastapi")
+    log(f"cold: {plan.cold_runs} fresh processes per mode (+1 discarded warm-up each)")
+    for mode in modes:
+        cold_once(bench, mode, -1)  # .pyc files written, page cache warm: every measured run alike
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    for index in range(plan.cold_runs):
+        for mode in modes:  # interleaved, so drift hits every mode alike
+            runs[mode].append(cold_once(bench, mode, index))
+
+    def med(mode: str, key: str) -> float:
+        return median([r[key] for r in runs[mode]])
+
+    labels = {
+        "bare": "bare interpreter (for scale)",
+        "router": "router: import+build+1st proxied invoke",
+        "fastapi": "FastAPI+Mangum hello",
+    }
+    bare = [labels["bare"], "-", "-", "-", "-", fmt_ms(med("bare", "process_wall_ms"))]
+    rows = [[*bare, f"{med('bare', 'maxrss_kib') / 1024:.1f} MiB", "-"]]
+    rows += [
+        [
+            labels[mode],
+            fmt_ms(med(mode, "import_ms")),
+            fmt_ms(med(mode, "build_ms")),
+            fmt_ms(med(mode, "invoke_ms")),
+            fmt_ms(med(mode, "total_ms")),
+            fmt_ms(med(mode, "process_wall_ms")),
+            f"{med(mode, 'maxrss_kib') / 1024:.1f} MiB",
+            str(runs[mode][0]["status"]),
+        ]
+        for mode in ("router", "fastapi")
+    ]
+    table(
+        f"3. Cold start  (median of {plan.cold_runs} fresh processes; warm disk cache)",
+        ["", "import", "build", "1st invoke", "total", "process wall", "peak RSS", "status"],
+        rows,
+    )
+    value = med("router", "total_ms") / med("fastapi", "total_ms")
+    wall = med("router", "process_wall_ms") / med("fastapi", "process_wall_ms")
+    ok = value <= TARGET_COLD_RATIO
+    print(
+        f"   router / FastAPI+Mangum: total {value:.2f}x (process wall {wall:.2f}x)"
+        f"   target <= {TARGET_COLD_RATIO:g}x  {verdict(ok)}"
+    )
+    bench.check("cold: router / FastAPI+Mangum (total)", f"{value:.2f}x", f"<= {TARGET_COLD_RATIO:g}x", ok)
+    bench.results["cold"] = {
+        "runs": runs,
+        "router_over_fastapi_total": value,
+        "router_over_fastapi_wall": wall,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- upstream
+
+
+def run_upstream(bench: Bench) -> None:
+    plan = bench.plan
+    results: dict[str, Any] = {}
+    for client in ("aiohttp", "httpx"):
+        log(f"upstream: {client}")
+        out = bench.tmp / f"client-{client}.json"
+        done = subprocess.run(
+            [
+                bench.python,
+                str(BENCH_DIR / "_clients.py"),
+                client,
+                "--url",
+                bench.backend_url + "/",
+                "--result",
+                str(out),
+                "--n",
+                str(plan.client_n),
+                "--duration",
+                str(plan.client_s),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0 or not out.exists():
+            raise RuntimeError(f"upstream client {client} failed:\n{done.stderr[-3000:]}")
+        results[client] = json.loads(out.read_text())
+    rows = []
+    for client, r in results.items():
+        seq, coro, conc = r["sequential_run_until_complete"], r["sequential_in_coroutine"], r["concurrent"]
+        rows.append(
+            [
+                client,
+                f"{seq['p50_us']:.0f}",
+                f"{seq['mean_us']:.0f}",
+                f"{coro['p50_us']:.0f}",
+                fmt_rps(conc["rps"]),
+                fmt_us(conc["p50_us"]),
+                fmt_us(conc["p99_us"]),
+                str(conc["errors"]),
+            ]
+        )
+    seq_ratio = (
+        results["httpx"]["sequential_run_until_complete"]["p50_us"]
+        / results["aiohttp"]["sequential_run_until_complete"]["p50_us"]
+    )
+    conc_ratio = results["aiohttp"]["concurrent"]["rps"] / results["httpx"]["concurrent"]["rps"]
+    table(
+        "4. Upstream client  (plain asyncio loop, kept-alive, same backend; sequential in µs per GET)",
+        [
+            "client",
+            "seq p50 (per loop call)",
+            "seq mean",
+            "seq p50 (one coroutine)",
+            "c=32 req/s",
+            "c=32 p50",
+            "c=32 p99",
+            "errors",
+        ],
+        rows,
+    )
+    print(
+        f"   httpx / aiohttp sequential p50: {seq_ratio:.2f}x slower;"
+        f"  aiohttp / httpx req/s at c=32: {conc_ratio:.2f}x"
+    )
+    bench.results["upstream"] = {
+        **results,
+        "httpx_over_aiohttp_seq_p50": seq_ratio,
+        "aiohttp_over_httpx_c32": conc_ratio,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("edge-router", "aiohttp", "httpx", "uvicorn", "uvloop", "httptools", "fastapi", "mangum"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "-"
+    nginx = nginx_binary()
+    if nginx:
+        done = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=10, check=False)
+        out["nginx"] = done.stderr.strip().split("/")[-1]
+    if shutil.which("wrk"):
+        done = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10, check=False)
+        out["wrk"] = (done.stdout + done.stderr).split()[1] if (done.stdout + done.stderr).split() else "?"
+    return out
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="shorter runs (about a minute in all)")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help="comma-separated sections to run: " + ",".join(SECTIONS)
+    )
+    parser.add_argument(
+        "--loadgen",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="server-mode load generator (auto: wrk when installed)",
+    )
+    parser.add_argument("--no-json", action="store_true", help="do not write bench/results/*.json")
+    args = parser.parse_args(argv)
+    args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in args.sections if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    return args
+
+
+def _terminate(signum: int, _: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the `finally` that stops every child
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    loadgen = args.loadgen
+    if loadgen == "auto":
+        loadgen = "wrk" if shutil.which("wrk") else "python"
+    elif loadgen == "wrk" and not shutil.which("wrk"):
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    plan = Plan.make(args.quick)
+    started = time.perf_counter()
+    info = versions()
+    print(f"edge-router bench  ({'quick' if plan.quick else 'full'}; sections: {', '.join(args.sections)})")
+    print(f"  {os.cpu_count()} CPUs, {platform.platform()}")
+    print("  " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    busy = os.getloadavg()[0]
+    print(
+        f"  load average at start {busy:.2f}"
+        + ("  (other work is running: numbers will be noisy)" if busy > 0.5 else "")
+    )
+
+    children = Children()
+    with tempfile.TemporaryDirectory(prefix="edge-router-bench-") as tmp:
+        bench = Bench(plan=plan, python=sys.executable, tmp=Path(tmp), children=children, loadgen=loadgen)
+        try:
+            _backend, bench.backend_port = start_backend(children, bench.python)
+            bench.backend_url = f"http://{LOOPBACK}:{bench.backend_port}"
+            bench.config_path = write_json(bench.tmp / "router.json", router_config(bench.backend_url))
+            runners = {"server": run_server, "lambda": run_lambda, "cold": run_cold, "upstream": run_upstream}
+            for section in SECTIONS:
+                if section in args.sections:
+                    runners[section](bench)
+        finally:
+            children.stop_all()
+
+    elapsed = time.perf_counter() - started
+    if bench.checks:
+        table(
+            "Targets",
+            ["", "value", "target", ""],
+            [[name, value, target, verdict(ok)] for name, value, target, ok in bench.checks],
+        )
+    print(f"\n  total time {elapsed:.0f}s")
+    if not args.no_json:
+        results_dir = BENCH_DIR / "results"
+        results_dir.mkdir(exist_ok=True)
+        document = {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "mode": "quick" if plan.quick else "full",
+            "sections": args.sections,
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "versions": info,
+            "elapsed_s": elapsed,
+            "checks": [{"name": n, "value": v, "target": t, "ok": ok} for n, v, t, ok in bench.checks],
+            **bench.results,
+        }
+        path = results_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        write_json(path, document)
+        write_json(results_dir / "latest.json", document)
+        print(f"  results: {path.relative_to(BENCH_DIR.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
