@@ -41,6 +41,9 @@ class UpstreamResponse(Protocol):
     @property
     def raw_headers(self) -> Sequence[tuple[bytes, bytes]]: ...
 
+    @property
+    def content_length(self) -> int | None: ...
+
     def stream(self) -> AsyncIterator[bytes]: ...
 
     async def read(self, limit: int) -> bytes | None:
@@ -59,12 +62,13 @@ class Upstream(Protocol):
 
 
 class _AiohttpResponse:
-    __slots__ = ("_response", "raw_headers", "status")
+    __slots__ = ("_response", "content_length", "raw_headers", "status")
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
         self.status = response.status
         self.raw_headers = response.raw_headers
+        self.content_length = response.content_length
 
     async def stream(self) -> AsyncIterator[bytes]:
         try:
@@ -76,7 +80,7 @@ class _AiohttpResponse:
             raise UpstreamProtocolError(f"the response body broke off: {exc}") from None
 
     async def read(self, limit: int) -> bytes | None:
-        length = self._response.content_length
+        length = self.content_length
         if length is not None and length > limit:
             return None
         if length is not None:

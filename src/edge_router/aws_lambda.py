@@ -4,7 +4,7 @@ One event loop, one router and one upstream client per process, built on the fir
 and reused by every warm invocation after it. Mangum runs with lifespan="off" (it would otherwise
 run startup and shutdown on every invocation) and its loop is ours: we set it as the current loop
 before every call, so nothing else in the process (an `asyncio.run` in a library) can leave
-Mangum without one. Each request's metrics leave with its log line (EMF), before the invocation returns.
+Mangum without one. Each request's log line (with its EMF metrics) is flushed before the invocation returns.
 """
 
 from __future__ import annotations
@@ -43,8 +43,11 @@ class LambdaAdapter:
         if not is_http_event(event):
             return self._non_http(event)
         logger.set_correlation_id(event["requestContext"].get("requestId"))
-        response: dict[str, Any] = self._mangum(event, context)
-        return response
+        try:
+            response: dict[str, Any] = self._mangum(event, context)
+            return response
+        finally:
+            self.router.recorder.flush()  # the request's log+metrics line leaves before we return
 
     def _non_http(self, event: Any) -> dict[str, Any]:
         for handler in NON_HTTP_HANDLERS:
