@@ -14,6 +14,8 @@ import asyncio
 import signal
 import sys
 
+from _common import new_event_loop
+
 BODY_SIZE = 200
 
 
@@ -88,12 +90,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    except ImportError:
-        loop = asyncio.new_event_loop()
+    loop = new_event_loop()
     try:
         loop.run_until_complete(serve(args.port))
     finally:

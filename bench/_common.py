@@ -7,6 +7,7 @@ those groups, by id, TERM first and KILL after a grace period.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,58 +18,28 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import unquote
 
 BENCH_DIR = Path(__file__).resolve().parent
 LOOPBACK = "127.0.0.1"
 
 
-def function_url_event(
-    method: str = "GET",
-    raw_path: str = "/",
-    *,
-    query: str = "",
-    headers: dict[str, str] | None = None,
-    source_ip: str = "203.0.113.7",
-    request_id: str = "req-bench",
-) -> dict[str, Any]:
-    """A Lambda function URL (payload 2.0) event as AWS sends it (copied from tests/support.py)."""
-    event_headers = {
-        "host": "abc123.lambda-url.us-east-1.on.aws",
-        "x-forwarded-proto": "https",
-        "x-forwarded-port": "443",
-        "x-forwarded-for": source_ip,
-        "x-amzn-trace-id": "Root=1-00000000-000000000000000000000000",
-        "user-agent": "bench",
-        "accept": "*/*",
-    }
-    event_headers.update({k.lower(): v for k, v in (headers or {}).items()})
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": raw_path,
-        "rawQueryString": query,
-        "headers": event_headers,
-        "requestContext": {
-            "accountId": "anonymous",
-            "apiId": "abc123",
-            "domainName": "abc123.lambda-url.us-east-1.on.aws",
-            "domainPrefix": "abc123",
-            "http": {
-                "method": method,
-                "path": unquote(raw_path),
-                "protocol": "HTTP/1.1",
-                "sourceIp": source_ip,
-                "userAgent": "bench",
-            },
-            "requestId": request_id,
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "24/Nov/2026:12:00:00 +0000",
-            "timeEpoch": 1795521600000,
-        },
-        "isBase64Encoded": False,
-    }
+def function_url_event(method: str = "GET", raw_path: str = "/", **options: Any) -> dict[str, Any]:
+    """A function URL event as a browser-ish client would cause it (see edge_router.testing)."""
+    from edge_router.testing import function_url_event as build
+
+    headers = {"user-agent": "bench", "accept": "*/*", **(options.pop("headers", None) or {})}
+    options.setdefault("request_id", "req-bench")
+    return build(method, raw_path, headers=headers, **options)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (the backend and load generator must not be the bottleneck)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
 def router_config(backend_url: str, prefix: str = "/bench") -> dict[str, Any]:

@@ -15,7 +15,7 @@ import json
 import sys
 import time
 
-from _common import LOOPBACK, percentile
+from _common import LOOPBACK, new_event_loop, percentile
 
 
 class Connection(asyncio.Protocol):
@@ -114,12 +114,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--duration", type=float, default=3.0)
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    except ImportError:
-        loop = asyncio.new_event_loop()
+    loop = new_event_loop()
     try:
         result = loop.run_until_complete(run(args.port, args.path, args.connections, args.duration))
     finally:
