@@ -61,7 +61,10 @@ def test_camel_and_snake_case_keys() -> None:
             "routes[0].prefix: Value error, must start with '/'",
         ),
         ({"routes": [{"prefix": "/a", "target": "ftp://x"}]}, "routes[0].target: 'ftp://x' is not an http"),
-        ({"routes": [{"prefix": "/a"}]}, "routes[0].target: Field required"),
+        (
+            {"routes": [{"prefix": "/a"}]},
+            "routes[0]: Value error, needs 'target', 'targets' or 'select_by_header'",
+        ),
         ({"routes": [{"prefix": "/a", "target": "http://x", "timeout_ms": -1}]}, "routes[0].timeout_ms:"),
         ({"routes": [{"prefix": "/a", "target": "http://x", "tagret": 1}]}, "routes[0].tagret: Extra inputs"),
         ({"routes": "nope"}, "routes: Input should be a valid list"),
@@ -136,7 +139,9 @@ def test_validate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "cannot read" in capsys.readouterr().err
 
 
-def test_json_schema_is_published() -> None:
+def test_json_schema_is_published_for_both_formats() -> None:
     schema = config_json_schema()
-    assert "routes" in schema["required"]
-    assert "RouteSpec" in json.dumps(schema)
+    formats = [ref["$ref"].rsplit("/", 1)[1] for ref in schema["anyOf"]]
+    assert formats == ["RoutesConfigSpec", "PriorityConfigSpec"]
+    assert "routes" in schema["$defs"]["RoutesConfigSpec"]["required"]
+    assert "providers" in schema["$defs"]["PriorityConfigSpec"]["required"]

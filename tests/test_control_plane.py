@@ -127,4 +127,4 @@ def test_schema_command_prints_json_schema(capsys: pytest.CaptureFixture[str]) -
 
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
-    assert schema["title"] == "RoutesConfigSpec"
+    assert schema["title"] == "edge-router config"

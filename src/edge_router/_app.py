@@ -19,6 +19,7 @@ from . import _paths
 from ._auth import admin_refusal
 from ._config import DEFAULT_CORS, DEFAULT_CORS_PREFLIGHT, RouterConfig, load_config
 from ._config_cache import ConfigCache
+from ._header_routing import HeaderRouting
 from ._observability import RequestRecorder
 from ._proxy import ProxyApp, Receive, Scope, Send, header_value
 from ._responses import Header, send_bytes, send_error
@@ -50,10 +51,10 @@ def is_control_path(path: str) -> bool:
 
 
 class _NoSource:
-    """No config source: no routes yet (header routing over the environment comes with issue 3)."""
+    """No config source: every path is header-routed over the environment (CONTRACT section 4)."""
 
     def read(self) -> Any:
-        return {"routes": []}
+        return {"routes": [{"prefix": "/", "select_by_header": "x-backend"}]}
 
     def describe(self) -> str:
         return "(none)"
@@ -76,7 +77,11 @@ class EdgeRouter:
         self.upstream = upstream or AiohttpUpstream()
         self.recorder = RequestRecorder()
         self.proxy = ProxyApp(
-            config=self.config, upstream=self.upstream, recorder=self.recorder, settings=settings
+            config=self.config,
+            upstream=self.upstream,
+            recorder=self.recorder,
+            settings=settings,
+            header_routing=HeaderRouting(settings),
         )
         self._control: Any = None
         self._flusher: asyncio.Task[None] | None = None

@@ -11,13 +11,22 @@ Keys are accepted in camelCase (as the seeds write them) and snake_case.
 from __future__ import annotations
 
 import logging
+import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from ._exceptions import ConfigInvalidError
@@ -66,19 +75,46 @@ class CorsSpec(_Model):
 
 # Feature blocks the seeds write and later issues implement: accepted so those configs load
 # unchanged, and named in a warning so nobody believes they are enforced yet.
-_PENDING_FEATURES = ("cache", "circuit_breaker", "size_limits", "rate_limit", "deduplication", "geo", "auth")
+_PENDING_FEATURES = ("cache", "circuit_breaker", "size_limits", "rate_limit", "deduplication", "auth")
+DEFAULT_REPLAY_LIMIT = 1024 * 1024
+
+
+class TargetSpec(_Model):
+    """One member of a pool: a URL, a backend id or `lambda:FUNCTION`, with a weight."""
+
+    url: str
+    weight: int = Field(default=1, ge=0)
+    enabled: bool = True
+
+
+TargetRef = str | TargetSpec
+
+
+class GeoSpec(_Model):
+    """Targets by viewer country (ISO 3166 alpha-2) or continent (AF AN AS EU NA OC SA)."""
+
+    countries: dict[str, TargetRef | list[TargetRef]] = {}
+    continents: dict[str, TargetRef | list[TargetRef]] = {}
 
 
 class RouteSpec(_Model):
     prefix: str
-    target: str
+    target: str | None = None
+    targets: list[TargetRef] | None = None
+    strategy: Literal["failover", "round_robin", "weighted"] = "failover"
+    select_by_header: str | None = None
+    default: str | None = None
+    geo: GeoSpec | None = None
     timeout_ms: PositiveInt | None = None
+    # nginx/Traefik practice: a POST is not re-sent to another backend after it may have been
+    # processed, unless the route says it is safe (CONTRACT section 3).
+    retry_non_idempotent: bool = False
+    replay_limit_bytes: int = Field(default=DEFAULT_REPLAY_LIMIT, ge=0)
     cache: Any = None
     circuit_breaker: Any = None
     size_limits: Any = None
     rate_limit: Any = None
     deduplication: Any = None
-    geo: Any = None
     auth: Any = None
 
     @field_validator("prefix")
@@ -89,6 +125,14 @@ class RouteSpec(_Model):
         if "?" in value or "#" in value:
             raise ValueError("must be a path, without '?' or '#'")
         return value
+
+    @model_validator(mode="after")
+    def _one_way_to_pick(self) -> RouteSpec:
+        if self.target is not None and self.targets is not None:
+            raise ValueError("give either 'target' or 'targets', not both")
+        if self.target is None and self.targets is None and self.select_by_header is None:
+            raise ValueError("needs 'target', 'targets' or 'select_by_header'")
+        return self
 
 
 class RoutesConfigSpec(_Model):
@@ -105,20 +149,51 @@ class RoutesConfigSpec(_Model):
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A parsed upstream: where to connect, what Host to send, and what to report as the source."""
+    """A parsed upstream: where to connect, what Host to send, and what to report as the source.
 
-    origin: str  # scheme://host[:port]
+    A `lambda:FUNCTION` target has `function` set; it is invoked, not connected to.
+    """
+
+    origin: str  # scheme://host[:port], or "lambda:FUNCTION"
     host_header: str
     base_path: str
     source: str  # X-Backend-Source: backend id, else the origin
+    weight: int = 1
+    function: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
+class GeoRule:
+    countries: Mapping[str, tuple[Target, ...]]
+    continents: Mapping[str, tuple[Target, ...]]
+
+
+Strategy = Literal["failover", "round_robin", "weighted"]
+
+
+@dataclass(frozen=True, eq=False)
 class Route:
+    """A compiled route. `balancer` holds the pool's rotation state for this config's lifetime."""
+
     prefix: str
-    target: Target
+    targets: tuple[Target, ...]
     timeout_ms: float | None
-    metric_name: str
+    strategy: Strategy = "failover"
+    strip_prefix: bool = True  # False: the full path is forwarded (priority format)
+    retry_non_idempotent: bool = False
+    replay_limit: int = DEFAULT_REPLAY_LIMIT
+    select_by_header: str | None = None
+    default_backend: str | None = None
+    geo: GeoRule | None = None
+    balancer: Any = None
+
+    @property
+    def target(self) -> Target:
+        return self.targets[0]
+
+    @property
+    def is_pool(self) -> bool:
+        return len(self.targets) > 1 or self.geo is not None or self.select_by_header is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +205,7 @@ class RouterConfig:
     via: str
     document: Mapping[str, Any]  # as loaded, with ${VAR} substituted (redacted before display)
     warnings: tuple[str, ...] = field(default=())
+    format: Literal["routes", "priority"] = "routes"
 
 
 def substitute_env(value: Any, env: Mapping[str, str], missing: set[str]) -> Any:
@@ -200,23 +276,39 @@ def _cors_headers(spec: CorsSpec) -> tuple[tuple[tuple[bytes, bytes], ...], tupl
 DEFAULT_CORS, DEFAULT_CORS_PREFLIGHT = _cors_headers(CorsSpec())
 
 
-def load_config(document: Any, env: Mapping[str, str]) -> RouterConfig:
-    """Validate a parsed document and compile it; raises ConfigInvalidError naming every bad field."""
-    if not isinstance(document, dict):
-        raise ConfigInvalidError([f"(document): expected a JSON object, got {type(document).__name__}"])
-    missing: set[str] = set()
-    substituted = substitute_env(document, env, missing)
-    try:
-        spec = RoutesConfigSpec.model_validate(substituted)
-    except ValidationError as exc:
-        raise ConfigInvalidError(
-            [f"{_format_loc(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        ) from None
+class TargetResolver:
+    """Turns a target reference (URL, backend id, `lambda:FUNCTION`) into a Target.
 
-    problems: list[str] = []
-    warnings = [f"environment variable {name} is not set; it was replaced by ''" for name in sorted(missing)]
+    Returns None for a reference that came out empty after `${VAR}` substitution, or a backend
+    declared without a URL: seed 003 skips such providers with a warning.
+    """
+
+    def __init__(self, backends: Mapping[str, Target], declared: set[str]) -> None:
+        self._backends = backends
+        self._declared = declared
+
+    def resolve(self, ref: str, weight: int = 1) -> Target | None:
+        if not ref:
+            return None
+        if ref.startswith("lambda:"):
+            function = ref.removeprefix("lambda:")
+            if not function:
+                raise ValueError("'lambda:' needs a function name or ARN")
+            return Target(
+                origin=ref, host_header="", base_path="", source=ref, weight=weight, function=function
+            )
+        if ref in self._backends:
+            return replace(self._backends[ref], weight=weight)
+        if ref in self._declared:
+            return None
+        return replace(parse_target(ref), weight=weight)
+
+
+def compile_backends(
+    specs: Mapping[str, BackendSpec], problems: list[str], warnings: list[str]
+) -> dict[str, Target]:
     backends: dict[str, Target] = {}
-    for backend_id, backend in spec.backends.items():
+    for backend_id, backend in specs.items():
         if not backend.url:
             warnings.append(f"backends.{backend_id}: url is empty; the backend is skipped")
             continue
@@ -224,45 +316,179 @@ def load_config(document: Any, env: Mapping[str, str]) -> RouterConfig:
             backends[backend_id] = parse_target(backend.url, source=backend_id)
         except ValueError as exc:
             problems.append(f"backends.{backend_id}.url: {exc}")
+    return backends
 
-    routes: list[Route] = []
-    for index, route in enumerate(spec.routes):
-        if not route.target:
-            warnings.append(
-                f"routes[{index}].target: empty after substitution; route {route.prefix} is skipped"
-            )
+
+def make_balancer(strategy: Strategy, targets: tuple[Target, ...]) -> Any:
+    from ._balancing import RoundRobin, SmoothWeighted
+
+    if strategy == "round_robin":
+        # A random start: every new Lambda instance would otherwise send its first request to target 0.
+        return RoundRobin(start=random.randrange(max(len(targets), 1)))  # noqa: S311 - not security
+    if strategy == "weighted":
+        return SmoothWeighted([target.weight for target in targets])
+    return None
+
+
+def _pool(
+    refs: list[tuple[str, str, int, bool]], resolver: TargetResolver, problems: list[str], warnings: list[str]
+) -> tuple[Target, ...]:
+    """Resolve (field, ref, weight, enabled) entries; drained ones (weight 0, disabled) are left out."""
+    targets = []
+    for where, ref, weight, enabled in refs:
+        try:
+            target = resolver.resolve(ref, weight)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
             continue
-        if route.target in backends:
-            target = backends[route.target]
-        elif route.target in spec.backends:
-            warnings.append(f"routes[{index}].target: backend {route.target!r} has no url; route skipped")
-            continue
+        if target is None:
+            warnings.append(f"{where}: empty after substitution (or a backend without url); skipped")
+        elif enabled and weight > 0:
+            targets.append(target)
+    return tuple(targets)
+
+
+def _refs(where: str, value: TargetRef | list[TargetRef]) -> list[tuple[str, str, int, bool]]:
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for index, item in enumerate(items):
+        at = f"{where}[{index}]" if isinstance(value, list) else where
+        if isinstance(item, str):
+            out.append((at, item, 1, True))
         else:
-            try:
-                target = parse_target(route.target)
-            except ValueError as exc:
-                problems.append(f"routes[{index}].target: {exc}")
-                continue
-        for feature in _PENDING_FEATURES:
-            if getattr(route, feature) is not None:
-                warnings.append(f"routes[{index}].{feature}: accepted but not enforced by this version")
-        routes.append(Route(route.prefix, target, route.timeout_ms, route.prefix))
+            out.append((f"{at}.url", item.url, item.weight, item.enabled))
+    return out
+
+
+def _compile_route(
+    index: int,
+    route: RouteSpec,
+    resolver: TargetResolver,
+    backend_ids: set[str],
+    problems: list[str],
+    warnings: list[str],
+) -> Route | None:
+    where = f"routes[{index}]"
+    if route.target is not None:
+        targets = _pool(_refs(f"{where}.target", route.target), resolver, problems, warnings)
+        if not targets:
+            warnings.append(f"{where}: route {route.prefix} has no target and is skipped")
+            return None
+    else:
+        targets = _pool(_refs(f"{where}.targets", route.targets or []), resolver, problems, warnings)
+    geo = None
+    if route.geo is not None:
+        countries = {
+            code.upper(): _pool(_refs(f"{where}.geo.countries.{code}", refs), resolver, problems, warnings)
+            for code, refs in route.geo.countries.items()
+        }
+        continents = {
+            code.upper(): _pool(_refs(f"{where}.geo.continents.{code}", refs), resolver, problems, warnings)
+            for code, refs in route.geo.continents.items()
+        }
+        geo = GeoRule(countries, continents)
+    if route.select_by_header is not None and route.default is not None and route.default not in backend_ids:
+        problems.append(f"{where}.default: {route.default!r} is not one of the backends")
+    for feature in _PENDING_FEATURES:
+        if getattr(route, feature) is not None:
+            warnings.append(f"{where}.{feature}: accepted but not enforced by this version")
+    return Route(
+        prefix=route.prefix,
+        targets=targets,
+        timeout_ms=route.timeout_ms,
+        strategy=route.strategy,
+        retry_non_idempotent=route.retry_non_idempotent,
+        replay_limit=route.replay_limit_bytes,
+        select_by_header=route.select_by_header.lower() if route.select_by_header else None,
+        default_backend=route.default,
+        geo=geo,
+        balancer=make_balancer(route.strategy, targets),
+    )
+
+
+def is_priority_format(document: Mapping[str, Any]) -> bool:
+    """Seed 003's shape: `providers`/`global_priority`, or `routes` as an object keyed by app."""
+    return (
+        "providers" in document or "global_priority" in document or isinstance(document.get("routes"), dict)
+    )
+
+
+def validation_problems(exc: ValidationError) -> ConfigInvalidError:
+    return ConfigInvalidError([f"{_format_loc(err['loc'])}: {err['msg']}" for err in exc.errors()])
+
+
+def finish(
+    *,
+    routes: list[Route],
+    backends: Mapping[str, BackendSpec],
+    cors: CorsSpec,
+    via: str,
+    document: Mapping[str, Any],
+    problems: list[str],
+    warnings: list[str],
+    format: Literal["routes", "priority"],
+) -> RouterConfig:
     if problems:
         raise ConfigInvalidError(problems)
     for warning in warnings:
         logger.warning("config: %s", warning)
-    every, preflight = _cors_headers(spec.cors)
+    every, preflight = _cors_headers(cors)
     return RouterConfig(
         routes=tuple(routes),
-        backends=dict(spec.backends),
+        backends=dict(backends),
         cors_headers=every,
         cors_preflight_headers=preflight,
-        via=f"1.1 {spec.via}",
-        document=substituted,
+        via=f"1.1 {via}",
+        document=document,
         warnings=tuple(warnings),
+        format=format,
+    )
+
+
+def load_config(document: Any, env: Mapping[str, str]) -> RouterConfig:
+    """Validate a parsed document (either format) and compile it.
+
+    Raises ConfigInvalidError naming every bad field.
+    """
+    if not isinstance(document, dict):
+        raise ConfigInvalidError([f"(document): expected a JSON object, got {type(document).__name__}"])
+    missing: set[str] = set()
+    substituted = substitute_env(document, env, missing)
+    warnings = [f"environment variable {name} is not set; it was replaced by ''" for name in sorted(missing)]
+    if is_priority_format(substituted):
+        from ._priority_format import load_priority_config
+
+        return load_priority_config(substituted, warnings)
+    try:
+        spec = RoutesConfigSpec.model_validate(substituted)
+    except ValidationError as exc:
+        raise validation_problems(exc) from None
+    problems: list[str] = []
+    backends = compile_backends(spec.backends, problems, warnings)
+    resolver = TargetResolver(backends, set(spec.backends))
+    routes = []
+    for index, route_spec in enumerate(spec.routes):
+        route = _compile_route(index, route_spec, resolver, set(spec.backends), problems, warnings)
+        if route is not None:
+            routes.append(route)
+    return finish(
+        routes=routes,
+        backends=spec.backends,
+        cors=spec.cors,
+        via=spec.via,
+        document=substituted,
+        problems=problems,
+        warnings=warnings,
+        format="routes",
     )
 
 
 def config_json_schema() -> dict[str, Any]:
-    """The published JSON Schema of the config file (`edge-router schema`)."""
-    return RoutesConfigSpec.model_json_schema(by_alias=False)
+    """The published JSON Schema of the config file, both formats (`edge-router schema`)."""
+    from pydantic import TypeAdapter
+
+    from ._priority_format import PriorityConfigSpec
+
+    schema: dict[str, Any] = TypeAdapter(RoutesConfigSpec | PriorityConfigSpec).json_schema(by_alias=False)
+    schema["title"] = "edge-router config"
+    return schema

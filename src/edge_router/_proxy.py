@@ -14,13 +14,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from . import _headers, _paths
-from ._config import DEFAULT_CORS, Route, RouterConfig
+from ._balancing import Failure, is_failure_status, may_fall_back
+from ._config import DEFAULT_CORS, Route, RouterConfig, Target, parse_target
 from ._config_cache import ConfigCache
 from ._exceptions import UpstreamConnectError, UpstreamError, UpstreamTimeout
-from ._observability import RequestRecorder
+from ._header_routing import HeaderRouting
+from ._observability import RequestRecorder, logger
+from ._registry import InvalidBackend
 from ._responses import Header, send_error
+from ._selection import plan
 from ._settings import Settings
-from ._upstream import RequestBody, Upstream, UpstreamResponse
+from ._upstream import Upstream, UpstreamResponse
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -72,6 +76,7 @@ class ProxyApp:
         recorder: RequestRecorder,
         settings: Settings,
         lambda_response_limit: int = LAMBDA_RESPONSE_LIMIT,
+        header_routing: HeaderRouting | None = None,
     ) -> None:
         self._config = config
         self._upstream = upstream
@@ -79,6 +84,8 @@ class ProxyApp:
         self._default_timeout = settings.request_timeout_ms / 1000
         self._debug = settings.debug_errors
         self._lambda_limit = lambda_response_limit
+        self._header_routing = header_routing
+        self._lambda_upstreams: dict[str, Upstream] = {}
 
     async def handle(
         self,
@@ -129,8 +136,7 @@ class ProxyApp:
             outcome.status = 404
             await send_error(send, 404, f"No route matches {path}", request_id=request_id, headers=cors)
             return
-        target = route.target
-        outcome.route, outcome.backend = route.prefix, target.source
+        outcome.route = route.prefix
         if _headers.via_count(header_value(headers, b"via"), config.via[4:]) >= MAX_VIA_HOPS:
             outcome.status, outcome.error = 508, "proxy loop"
             await send_error(
@@ -141,33 +147,120 @@ class ProxyApp:
                 headers=cors,
             )
             return
+        if route.select_by_header is not None:
+            choice = await self._choose_by_header(route, config, headers)
+            if not isinstance(choice, Target):
+                outcome.status, outcome.error = 400, f"invalid backend {choice.requested!r}"
+                await send_error(
+                    send,
+                    400,
+                    f"Backend '{choice.requested}' is not configured",
+                    request_id=request_id,
+                    headers=cors,
+                    valid_backends=choice.valid,
+                )
+                return
+            targets: tuple[Target, ...] = (choice,)
+        elif len(route.targets) == 1 and route.geo is None:
+            targets = route.targets
+        else:
+            targets = plan(route, _lower_headers(headers)).targets
+        if not targets:
+            outcome.status, outcome.error = 503, "no target available"
+            await send_error(
+                send,
+                503,
+                f"No backend is available for {route.prefix}",
+                request_id=request_id,
+                headers=cors,
+                backend=None,
+            )
+            return
+        failover = len(targets) > 1
+        body = await _request_body(receive, buffered, route.replay_limit if failover else 0)
+        replayable = not isinstance(body, _OneShotBody)
+        if not replayable:
+            logger.warning(
+                "request body over the replay limit (%d bytes): sent once, no fallback after it was sent",
+                route.replay_limit,
+                extra={"request_id": request_id, "route": route.prefix},
+            )
         query: bytes = scope.get("query_string", b"")
-        url = target.origin + _paths.join_path(target.base_path, path[len(route.prefix) :])
-        if query:
-            url += "?" + _paths.escape_query(query)
-        outcome.target = url
-        body = await _request_body(receive, buffered)
+        rest = path[len(route.prefix) :] if route.strip_prefix else path
+        suffix = "?" + _paths.escape_query(query) if query else ""
         client = scope.get("client")
-        upstream_headers = _headers.upstream_request_headers(
+        base_headers = _headers.upstream_request_headers(
             headers,
-            host=target.host_header,
+            host="",
             client=client[0] if client else None,
             scheme=scope.get("scheme", "http"),
             request_id=request_id,
             via=config.via,
             keep_content_length=not isinstance(body, bytes),
         )
+        if failover:
+            base_headers.append(("x-no-fallback", "1"))  # the next router must not fan out again
         timeout = route.timeout_ms / 1000 if route.timeout_ms else self._default_timeout
-        try:
-            response = await self._upstream.send(outcome.method, url, upstream_headers, body, timeout)
-        except UpstreamError as exc:
-            await self._upstream_failed(send, exc, outcome, cors, timeout)
+        attempts: list[dict[str, Any]] = []
+        for index, target in enumerate(targets):
+            last = index == len(targets) - 1
+            path_part = _paths.join_path(target.base_path, rest)
+            url = (target.origin if target.function is None else "http://lambda") + path_part + suffix
+            outcome.target, outcome.backend = url, target.source
+            base_headers[0] = ("host", target.host_header or "lambda")
+            try:
+                response = await self._upstream_for(target).send(
+                    outcome.method, url, base_headers, body, timeout
+                )
+            except UpstreamError as exc:
+                failure = _failure_kind(exc)
+                attempts.append({"backend": target.source, "error": failure, "message": str(exc)})
+                if not last and may_fall_back(
+                    method=outcome.method,
+                    failure=failure,
+                    status=None,
+                    retry_non_idempotent=route.retry_non_idempotent,
+                    body_replayable=replayable,
+                ):
+                    continue
+                if len(attempts) > 1:
+                    await self._all_failed(send, attempts, outcome, cors)
+                else:
+                    await self._upstream_failed(send, exc, outcome, cors, timeout)
+                return
+            if failover and is_failure_status(response.status):
+                attempts.append({"backend": target.source, "status": response.status})
+                can_retry = not last and may_fall_back(
+                    method=outcome.method,
+                    failure="status",
+                    status=response.status,
+                    retry_non_idempotent=route.retry_non_idempotent,
+                    body_replayable=replayable,
+                )
+                if can_retry or (last and len(attempts) == len(targets)):
+                    response.release()
+                    if can_retry:
+                        continue
+                    await self._all_failed(send, attempts, outcome, cors)
+                    return
+            await self._deliver(send, response, target, outcome, cors, buffered=buffered)
             return
+
+    async def _deliver(
+        self,
+        send: Send,
+        response: UpstreamResponse,
+        target: Target,
+        outcome: _Outcome,
+        cors: tuple[Header, ...],
+        *,
+        buffered: bool,
+    ) -> None:
         try:
             response_headers = _headers.downstream_response_headers(response.raw_headers, drop=_ROUTER_SET)
             response_headers += [
                 (b"x-backend-source", target.source.encode()),
-                (b"x-request-id", request_id.encode()),
+                (b"x-request-id", outcome.request_id.encode()),
                 *cors,
             ]
             outcome.status = response.status
@@ -181,6 +274,30 @@ class ProxyApp:
                 await _send_streaming(send, response.stream(), response.status, response_headers, outcome)
         finally:
             response.release()
+
+    def _upstream_for(self, target: Target) -> Upstream:
+        if target.function is None:
+            return self._upstream
+        upstream = self._lambda_upstreams.get(target.function)
+        if upstream is None:
+            from ._lambda_upstream import LambdaInvokeUpstream
+
+            upstream = self._lambda_upstreams[target.function] = LambdaInvokeUpstream(target.function)
+        return upstream
+
+    async def _choose_by_header(
+        self, route: Route, config: RouterConfig, headers: list[tuple[bytes, bytes]]
+    ) -> Target | InvalidBackend:
+        assert route.select_by_header is not None and self._header_routing is not None
+        choice = await self._header_routing.choose(
+            config,
+            header=header_value(headers, route.select_by_header.encode()),
+            location_header=header_value(headers, b"x-backend-location"),
+            default_backend=route.default_backend,
+        )
+        if isinstance(choice, InvalidBackend):
+            return choice
+        return parse_target(choice.url, source=choice.id)  # registries only hold valid http(s) URLs
 
     async def _upstream_failed(
         self, send: Send, exc: UpstreamError, outcome: _Outcome, cors: tuple[Header, ...], timeout: float
@@ -202,6 +319,24 @@ class ProxyApp:
             headers=cors,
             backend=backend,
             detail=str(exc) if self._debug else None,
+        )
+
+    async def _all_failed(
+        self, send: Send, attempts: list[dict[str, Any]], outcome: _Outcome, cors: tuple[Header, ...]
+    ) -> None:
+        outcome.status = 502
+        outcome.error = "; ".join(f"{a['backend']}: {a.get('error') or a.get('status')}" for a in attempts)
+        outcome.timed_out = any(a.get("error") == "timeout" for a in attempts)
+        shown = (
+            attempts if self._debug else [{k: v for k, v in a.items() if k != "message"} for a in attempts]
+        )
+        await send_error(
+            send,
+            502,
+            f"All {len(attempts)} backends failed",
+            request_id=outcome.request_id,
+            headers=cors,
+            attempts=shown,
         )
 
     async def _send_buffered(
@@ -257,18 +392,21 @@ async def _send_streaming(
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _request_body(receive: Receive, buffered: bool) -> RequestBody:
-    """The whole body as bytes when it is already here, else an iterator that streams it."""
-    message = await receive()
-    first: bytes = message.get("body", b"")
-    if buffered or not message.get("more_body", False):
-        return first or None
+class _OneShotBody:
+    """A streamed request body that cannot be sent twice (larger than the route's replay limit)."""
 
-    async def stream() -> AsyncIterator[bytes]:
-        if first:
-            yield first
+    def __init__(self, head: list[bytes], receive: Receive) -> None:
+        self._head = head
+        self._receive = receive
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        for chunk in self._head:
+            yield chunk
         while True:
-            message = await receive()
+            message = await self._receive()
             if message["type"] == "http.disconnect":
                 # Raising (not returning) makes the client abort the upstream request, so the
                 # backend never mistakes a truncated upload for a complete one.
@@ -279,7 +417,37 @@ async def _request_body(receive: Receive, buffered: bool) -> RequestBody:
             if not message.get("more_body", False):
                 return
 
-    return stream()
+
+async def _request_body(receive: Receive, buffered: bool, replay_limit: int) -> bytes | _OneShotBody | None:
+    """The body as bytes when it is whole (Lambda) or fits `replay_limit` (so a fallback can send
+    it again); else a one-shot stream that forwards it as it arrives."""
+    message = await receive()
+    first: bytes = message.get("body", b"")
+    if buffered or not message.get("more_body", False):
+        return first or None
+    head, size = [first], len(first)
+    while size <= replay_limit:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected("client disconnected during the request body")
+        chunk = message.get("body", b"")
+        head.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(head) or None
+    return _OneShotBody(head, receive)
+
+
+def _failure_kind(exc: UpstreamError) -> Failure:
+    if isinstance(exc, UpstreamConnectError):
+        return "connect"
+    if isinstance(exc, UpstreamTimeout):
+        return "timeout"
+    return "protocol"
+
+
+def _lower_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
 
 
 class _Outcome:

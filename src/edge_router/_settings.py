@@ -30,6 +30,9 @@ class Settings:
     debug_errors: bool = False
     # A failed refresh is retried after this long, never on every request (CONTRACT section 2).
     config_retry_seconds: float = 60.0
+    default_backend: str | None = None
+    backends_table: str | None = None
+    env_backends: tuple[tuple[str, str], ...] = ()  # the BACKEND_<ID>_URL variables
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, config_source: str | None = None) -> Settings:
@@ -41,4 +44,11 @@ class Settings:
             admin_key=env.get("ADMIN_KEY") or None,
             environment="local" if env.get("ENVIRONMENT", "cloud").strip().lower() == "local" else "cloud",
             debug_errors=env.get("DEBUG_ERRORS", "") == "1",
+            default_backend=env.get("DEFAULT_BACKEND") or None,
+            backends_table=env.get("BACKENDS_TABLE") or None,
+            env_backends=tuple(
+                (name, value)
+                for name, value in env.items()
+                if name.startswith("BACKEND_") and name.endswith("_URL")
+            ),
         )

@@ -23,7 +23,7 @@ out to have been closed by the backend, which a proxy needs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Protocol
 
 import aiohttp
@@ -31,7 +31,7 @@ from yarl import URL
 
 from ._exceptions import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 
-RequestBody = bytes | AsyncIterator[bytes] | None
+RequestBody = bytes | AsyncIterable[bytes] | None
 
 
 class UpstreamResponse(Protocol):
