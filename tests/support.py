@@ -69,6 +69,8 @@ class Backend:
 
             def setup(self) -> None:
                 super().setup()
+                # headers and body are separate writes: without this, Nagle + delayed ACK add 40 ms
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with lock:
                     backend.connections += 1
 

@@ -20,7 +20,7 @@ from ._config_cache import ConfigCache
 from ._exceptions import UpstreamConnectError, UpstreamError, UpstreamTimeout
 from ._header_routing import HeaderRouting
 from ._observability import RequestRecorder, logger
-from ._registry import InvalidBackend
+from ._registry import InvalidBackend, RegistryError
 from ._responses import Header, send_error
 from ._selection import plan
 from ._settings import Settings
@@ -148,7 +148,20 @@ class ProxyApp:
             )
             return
         if route.select_by_header is not None:
-            choice = await self._choose_by_header(route, config, headers)
+            try:
+                choice = await self._choose_by_header(route, config, headers)
+            except RegistryError as exc:
+                outcome.status, outcome.error = 503, str(exc)
+                await send_error(
+                    send,
+                    503,
+                    "The backend registry cannot be read",
+                    request_id=request_id,
+                    headers=cors,
+                    backend=None,
+                    detail=str(exc) if self._debug else None,
+                )
+                return
             if not isinstance(choice, Target):
                 outcome.status, outcome.error = 400, f"invalid backend {choice.requested!r}"
                 await send_error(
@@ -157,6 +170,7 @@ class ProxyApp:
                     f"Backend '{choice.requested}' is not configured",
                     request_id=request_id,
                     headers=cors,
+                    error="Invalid Backend",
                     valid_backends=choice.valid,
                 )
                 return
@@ -177,9 +191,9 @@ class ProxyApp:
             )
             return
         failover = len(targets) > 1
-        body = await _request_body(receive, buffered, route.replay_limit if failover else 0)
+        body = await _request_body(receive, buffered, route.replay_limit if failover else None)
         replayable = not isinstance(body, _OneShotBody)
-        if not replayable:
+        if failover and not replayable:
             logger.warning(
                 "request body over the replay limit (%d bytes): sent once, no fallback after it was sent",
                 route.replay_limit,
@@ -395,7 +409,7 @@ async def _send_streaming(
 class _OneShotBody:
     """A streamed request body that cannot be sent twice (larger than the route's replay limit)."""
 
-    def __init__(self, head: list[bytes], receive: Receive) -> None:
+    def __init__(self, head: list[bytes], receive: Receive | None) -> None:
         self._head = head
         self._receive = receive
 
@@ -405,7 +419,7 @@ class _OneShotBody:
     async def _chunks(self) -> AsyncIterator[bytes]:
         for chunk in self._head:
             yield chunk
-        while True:
+        while self._receive is not None:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 # Raising (not returning) makes the client abort the upstream request, so the
@@ -418,24 +432,35 @@ class _OneShotBody:
                 return
 
 
-async def _request_body(receive: Receive, buffered: bool, replay_limit: int) -> bytes | _OneShotBody | None:
-    """The body as bytes when it is whole (Lambda) or fits `replay_limit` (so a fallback can send
-    it again); else a one-shot stream that forwards it as it arrives."""
+async def _request_body(
+    receive: Receive, buffered: bool, replay_limit: int | None
+) -> bytes | _OneShotBody | None:
+    """The request body, read as little as needed.
+
+    * whole already (Lambda), or no fallback possible (`replay_limit` None) and it came in one
+      message: bytes;
+    * up to `replay_limit` bytes: buffered as bytes, so a fallback can send it again;
+    * larger: a one-shot body, forwarded as it arrives and never sent twice.
+    """
     message = await receive()
-    first: bytes = message.get("body", b"")
-    if buffered or not message.get("more_body", False):
-        return first or None
-    head, size = [first], len(first)
-    while size <= replay_limit:
+    head: list[bytes] = [message.get("body", b"")]
+    more: bool = message.get("more_body", False)
+    if buffered or (replay_limit is None and not more):
+        return head[0] or None
+    if replay_limit is None:
+        return _OneShotBody(head, receive)
+    size = len(head[0])
+    while more and size <= replay_limit:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnected("client disconnected during the request body")
         chunk = message.get("body", b"")
         head.append(chunk)
         size += len(chunk)
-        if not message.get("more_body", False):
-            return b"".join(head) or None
-    return _OneShotBody(head, receive)
+        more = message.get("more_body", False)
+    if more or size > replay_limit:
+        return _OneShotBody(head, receive if more else None)
+    return b"".join(head) or None
 
 
 def _failure_kind(exc: UpstreamError) -> Failure:

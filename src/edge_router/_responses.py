@@ -55,11 +55,12 @@ async def send_error(
     *,
     request_id: str,
     headers: Iterable[Header] = (),
+    error: str | None = None,
     **extra: Any,
 ) -> None:
     await send_bytes(
         send,
         status,
-        error_body(status, message, request_id, **extra),
+        error_body(status, message, request_id, error=error, **extra),
         [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode()), *headers],
     )
