@@ -76,12 +76,13 @@ class EdgeRouter:
         )
         self.upstream = upstream or AiohttpUpstream()
         self.recorder = RequestRecorder()
+        self.header_routing = HeaderRouting(settings)
         self.proxy = ProxyApp(
             config=self.config,
             upstream=self.upstream,
             recorder=self.recorder,
             settings=settings,
-            header_routing=HeaderRouting(settings),
+            header_routing=self.header_routing,
         )
         self._control: Any = None
         self._flusher: asyncio.Task[None] | None = None

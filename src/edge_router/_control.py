@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -155,5 +155,29 @@ def create_control_app(router: EdgeRouter) -> FastAPI:
             kept = "the last good config stays in service" if config else "no config is loaded"
             return _error(422, f"{status.last_error}; {kept}", request, **serving)
         return JSONResponse({"flushed": True, "loaded_at": status.loaded_at, **serving})
+
+    @app.get(
+        "/admin/explain", dependencies=admin, summary="Where a request would go, and why (nothing is sent)"
+    )
+    async def explain_route(
+        request: Request,
+        method: str = "GET",
+        path: str = "/",
+        header: Annotated[list[str] | None, Query()] = None,
+    ) -> JSONResponse:
+        from ._explain import explain
+
+        config = await router.config.get()
+        if config is None:
+            return _error(503, "no config loaded yet", request)
+        headers = dict(item.partition(":")[::2] for item in header or [])
+        answer = await explain(
+            config,
+            router.header_routing,
+            method=method.upper(),
+            target=path,
+            headers={name.strip(): value.strip() for name, value in headers.items()},
+        )
+        return JSONResponse(answer)
 
     return app

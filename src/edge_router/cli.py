@@ -33,6 +33,91 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(document: dict[str, Any]) -> None:
+    """Validation for flip/push: the full schema, as the routers will load it."""
+    from ._config import load_config
+
+    load_config(document, os.environ)
+
+
+def _report_write_error(exc: Exception) -> int:
+    from ._exceptions import ConfigInvalidError
+
+    if isinstance(exc, ConfigInvalidError):
+        print(f"refused, nothing was written ({len(exc.problems)} problem(s)):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+    else:
+        print(f"error: {exc}", file=sys.stderr)
+    return 1
+
+
+def _flip(args: argparse.Namespace) -> int:
+    from ._exceptions import ConfigError
+    from ._writeback import flip
+
+    source = args.config or os.environ.get("EDGE_ROUTER_CONFIG")
+    if not source:
+        print("error: name the config with --config SOURCE or EDGE_ROUTER_CONFIG", file=sys.stderr)
+        return 1
+    try:
+        result = flip(source, args.app, args.priority, validate=_check)
+    except (ConfigError, ValueError) as exc:
+        return _report_write_error(exc)
+    print(
+        f"{source}: {args.app} priority is now {args.priority} (version {result.version}); routers follow "
+        "within CONFIG_TTL_SECONDS, or at once after POST /admin/cache-flush"
+    )
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from ._exceptions import ConfigError
+    from ._writeback import push
+
+    try:
+        result = push(args.file, args.to, validate=_check)
+    except (ConfigError, ValueError) as exc:
+        return _report_write_error(exc)
+    print(f"{args.file} -> {args.to} (version {result.version})")
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from ._config import load_config
+    from ._exceptions import ConfigError
+    from ._explain import explain
+    from ._header_routing import HeaderRouting
+    from ._server import new_event_loop
+    from ._settings import Settings
+    from ._sources import parse_source
+
+    settings = Settings.from_env(config_source=args.config)
+    try:
+        document = parse_source(settings.config_source).read() if settings.config_source else None
+        config = load_config(
+            document or {"routes": [{"prefix": "/", "select_by_header": "x-backend"}]}, os.environ
+        )
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    headers = {}
+    for item in args.header or []:
+        name, _, value = item.partition(":")
+        headers[name.strip()] = value.strip()
+    loop = new_event_loop()
+    try:
+        answer = loop.run_until_complete(
+            explain(
+                config, HeaderRouting(settings), method=args.method.upper(), target=args.path, headers=headers
+            )
+        )
+    finally:
+        loop.close()
+    print(json.dumps(answer, indent=2))
+    return 0
+
+
 def _schema(_: argparse.Namespace) -> int:
     from ._config import config_json_schema
 
@@ -125,6 +210,24 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a config SOURCE; exit 1 listing every problem")
     validate.add_argument("source")
     validate.set_defaults(func=_validate)
+
+    flip = commands.add_parser("flip", help="set APP's provider priority in the config SOURCE (validated)")
+    flip.add_argument("app", help="the app (first path segment), or '*' for global_priority")
+    flip.add_argument("priority", help="provider digits in the order to try them, e.g. 213")
+    flip.add_argument("--config", help="config SOURCE (default: $EDGE_ROUTER_CONFIG)")
+    flip.set_defaults(func=_flip)
+
+    push = commands.add_parser("push", help="validate FILE, then write it to SOURCE")
+    push.add_argument("file")
+    push.add_argument("--to", required=True, metavar="SOURCE")
+    push.set_defaults(func=_push)
+
+    explain = commands.add_parser("explain", help="show where a request would go, and why")
+    explain.add_argument("method")
+    explain.add_argument("path", help="path with optional ?query, as a client sends it")
+    explain.add_argument("-H", "--header", action="append", help="'name: value' (repeatable)")
+    explain.add_argument("--config", help="config SOURCE (default: $EDGE_ROUTER_CONFIG)")
+    explain.set_defaults(func=_explain)
 
     schema = commands.add_parser("schema", help="print the config's JSON Schema")
     schema.set_defaults(func=_schema)
