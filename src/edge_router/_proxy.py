@@ -419,17 +419,21 @@ class _OneShotBody:
     async def _chunks(self) -> AsyncIterator[bytes]:
         for chunk in self._head:
             yield chunk
-        while self._receive is not None:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                # Raising (not returning) makes the client abort the upstream request, so the
-                # backend never mistakes a truncated upload for a complete one.
-                raise ClientDisconnected("client disconnected during the request body")
-            chunk = message.get("body", b"")
+        more = self._receive is not None
+        while more and self._receive is not None:
+            chunk, more = await _next_chunk(self._receive)
             if chunk:
                 yield chunk
-            if not message.get("more_body", False):
-                return
+
+
+async def _next_chunk(receive: Receive) -> tuple[bytes, bool]:
+    """The next part of the request body and whether more follows."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        # Raising (not returning) makes the client abort the upstream request, so the backend
+        # never mistakes a truncated upload for a complete one.
+        raise ClientDisconnected("client disconnected during the request body")
+    return message.get("body", b""), bool(message.get("more_body", False))
 
 
 async def _request_body(
@@ -451,13 +455,9 @@ async def _request_body(
         return _OneShotBody(head, receive)
     size = len(head[0])
     while more and size <= replay_limit:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected("client disconnected during the request body")
-        chunk = message.get("body", b"")
+        chunk, more = await _next_chunk(receive)
         head.append(chunk)
         size += len(chunk)
-        more = message.get("more_body", False)
     if more or size > replay_limit:
         return _OneShotBody(head, receive if more else None)
     return b"".join(head) or None

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ConfigError, ConfigInvalidError, ConfigSourceError
-from ._sources import DynamoDBSource, FileSource, SSMSource, parse_source
+from ._sources import DynamoDBSource, FileSource, SSMSource, _plain, parse_source
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
@@ -633,16 +633,6 @@ class _Item:
 def _dynamo_value(document: Document) -> Any:
     """A document as a DynamoDB map (numbers must be Decimal for boto3)."""
     return json.loads(json.dumps(document), parse_float=Decimal, parse_int=Decimal)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
 
 
 class _DynamoItem:
