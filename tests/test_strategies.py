@@ -249,3 +249,24 @@ def test_streamed_body_over_replay_limit_is_sent_once_without_fallback(tmp_path:
             small = client.post("/api/up", content=iter([b"x" * 100, b"y" * 100]))
     assert big.status_code == 500 and len(one.seen[0].body) == 1600  # sent once, no fallback after
     assert small.status_code == 200 and two.last.body == b"x" * 100 + b"y" * 100  # replayed
+
+
+def test_streamed_body_read_by_a_failed_lambda_target_is_not_sent_again(
+    tmp_path: Path,
+    fake_lambda: Any,  # noqa: F811
+) -> None:
+    from test_lambda_upstream import AwsError
+
+    def throttled(_: dict[str, Any]) -> dict[str, Any]:
+        raise AwsError(429, "TooManyRequestsException", "Rate exceeded")
+
+    fake_lambda.functions["busy-fn"] = throttled
+    with Backend() as second:
+        document = failover("lambda:busy-fn", second.url, replay_limit_bytes=100)
+        with RouterServer(write_config(tmp_path / "c.json", document)) as router, router.client() as client:
+            response = client.post("/api/up", content=iter([b"x" * 300, b"y" * 300]))
+    # The Invoke read the one-shot body; a throttle is "nothing delivered", but the body is gone:
+    # trying the next target would send it an empty or truncated body.
+    assert fake_lambda.count("busy-fn") == 1
+    assert second.seen == []
+    assert response.status_code == 503

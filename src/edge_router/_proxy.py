@@ -229,7 +229,8 @@ class ProxyApp:
             except UpstreamError as exc:
                 failure = _failure_kind(exc)
                 attempts.append({"backend": target.source, "error": failure, "message": str(exc)})
-                if not last and may_fall_back(
+                body_gone = isinstance(body, _OneShotBody) and body.started
+                if not last and not body_gone and may_fall_back(
                     method=outcome.method,
                     failure=failure,
                     status=None,
@@ -412,11 +413,13 @@ class _OneShotBody:
     def __init__(self, head: list[bytes], receive: Receive | None) -> None:
         self._head = head
         self._receive = receive
+        self.started = False  # once read, the body is gone: no other target may be tried
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
+        self.started = True
         for chunk in self._head:
             yield chunk
         more = self._receive is not None
