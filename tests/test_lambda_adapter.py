@@ -128,3 +128,10 @@ def test_raw_non_ascii_path_and_query_are_escaped_once(tmp_path: Path, lambda_ad
         response = handler(function_url_event("GET", "/api/café", query="q=café&s=a b"), None)
         assert response["statusCode"] == 200
         assert backend.last.target == "/caf%C3%A9?q=caf%C3%A9&s=a%20b"
+
+
+def test_odd_forwarded_port_does_not_break_the_request(tmp_path: Path, lambda_adapter: Any) -> None:
+    with Backend() as backend:
+        handler = lambda_adapter(routes(tmp_path, backend.url))
+        response = handler(function_url_event("GET", "/api", headers={"x-forwarded-port": "443, 80"}), None)
+        assert response["statusCode"] == 200

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypedDict
+from urllib.parse import unquote
 
 from mangum.handlers.api_gateway import HTTPGateway, _combine_headers_v2
 from mangum.handlers.utils import handle_base64_response_body
@@ -71,10 +72,7 @@ class FunctionUrlHandler(HTTPGateway):
 
     def __init__(self, event: Any, context: Any, config: Any) -> None:
         super().__init__(event, context, config)
-        scope = super().scope
-        raw_path = event.get("rawPath") or scope["path"]
-        scope["raw_path"] = raw_path.encode("utf-8")
-        self._scope = scope
+        self._scope = function_url_scope(event, context)
 
     @property
     def scope(self) -> Any:
@@ -100,6 +98,42 @@ class FunctionUrlHandler(HTTPGateway):
         ):
             return dict(too_large_response(self._scope, _envelope_size(out)))
         return dict(out)
+
+
+def function_url_scope(event: FunctionUrlEvent, context: Any) -> dict[str, Any]:
+    """The ASGI scope of a function URL request, built once.
+
+    Function URL header names arrive lower-cased; repeated headers arrive joined with ",". The
+    cookies array becomes one `cookie` header, as a browser sends it. `raw_path` is the event's
+    `rawPath` with its escapes, so `%2F` is never mistaken for a separator.
+    """
+    http = event["requestContext"]["http"]
+    headers = event.get("headers") or {}
+    raw_headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+    cookies = event.get("cookies")
+    if cookies:
+        raw_headers = [h for h in raw_headers if h[0] != b"cookie"]
+        raw_headers.append((b"cookie", "; ".join(cookies).encode()))
+    path = http.get("path") or "/"
+    raw_path = event.get("rawPath") or path
+    host = headers.get("host", "lambda")
+    port = headers.get("x-forwarded-port", "443").strip()  # client-influenced: never trusted to parse
+    return {
+        "type": "http",
+        "method": http.get("method", "GET"),
+        "http_version": "1.1",
+        "headers": raw_headers,
+        "path": unquote(path),
+        "raw_path": raw_path.encode(),
+        "root_path": "",
+        "scheme": headers.get("x-forwarded-proto", "https"),
+        "query_string": (event.get("rawQueryString") or "").encode(),
+        "server": (host, int(port) if port.isdigit() else 443),
+        "client": (http.get("sourceIp", ""), 0),
+        "asgi": {"version": "3.0", "spec_version": "2.0"},
+        "aws.event": event,
+        "aws.context": context,
+    }
 
 
 def _envelope_size(response: FunctionUrlResponse) -> int:

@@ -230,12 +230,16 @@ class ProxyApp:
                 failure = _failure_kind(exc)
                 attempts.append({"backend": target.source, "error": failure, "message": str(exc)})
                 body_gone = isinstance(body, _OneShotBody) and body.started
-                if not last and not body_gone and may_fall_back(
-                    method=outcome.method,
-                    failure=failure,
-                    status=None,
-                    retry_non_idempotent=route.retry_non_idempotent,
-                    body_replayable=replayable,
+                if (
+                    not last
+                    and not body_gone
+                    and may_fall_back(
+                        method=outcome.method,
+                        failure=failure,
+                        status=None,
+                        retry_non_idempotent=route.retry_non_idempotent,
+                        body_replayable=replayable,
+                    )
                 ):
                     continue
                 if len(attempts) > 1:
