@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from ._exceptions import ConfigInvalidError
+from ._paths import join_path
 
 logger = logging.getLogger("edge_router.config")
 
@@ -160,6 +161,13 @@ class Target:
     source: str  # X-Backend-Source: backend id, else the origin
     weight: int = 1
     function: str | None = None
+
+    def url(self, rest: str, query_suffix: str) -> str:
+        """The upstream URL for what followed the route's prefix (`query_suffix` is "" or "?...").
+
+        For a Lambda target it is `lambda:FUNCTION/path?query`: only path and query are used.
+        """
+        return self.origin + join_path(self.base_path, rest) + query_suffix
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +303,7 @@ class TargetResolver:
             if not function:
                 raise ValueError("'lambda:' needs a function name or ARN")
             return Target(
-                origin=ref, host_header="", base_path="", source=ref, weight=weight, function=function
+                origin=ref, host_header="lambda", base_path="", source=ref, weight=weight, function=function
             )
         if ref in self._backends:
             return replace(self._backends[ref], weight=weight)

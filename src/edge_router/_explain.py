@@ -62,7 +62,7 @@ async def explain(
     answer["candidates"] = [
         {
             "backend": candidate.source,
-            "url": candidate.origin + _paths.join_path(candidate.base_path, rest) + suffix,
+            "url": candidate.url(rest, suffix),
         }
         for candidate in targets
     ]

@@ -218,10 +218,9 @@ class ProxyApp:
         attempts: list[dict[str, Any]] = []
         for index, target in enumerate(targets):
             last = index == len(targets) - 1
-            path_part = _paths.join_path(target.base_path, rest)
-            url = (target.origin if target.function is None else "http://lambda") + path_part + suffix
+            url = target.url(rest, suffix)
             outcome.target, outcome.backend = url, target.source
-            base_headers[0] = ("host", target.host_header or "lambda")
+            base_headers[0] = ("host", target.host_header)
             try:
                 response = await self._upstream_for(target).send(
                     outcome.method, url, base_headers, body, timeout
