@@ -107,3 +107,16 @@ def test_admin_explain_needs_the_key_and_does_not_advance_rotation(tmp_path: Pat
     assert len(set(shown)) == 1  # explaining does not rotate the pool
     assert first_real == shown[0]  # and it shows where the next request really goes
     assert a.seen or b.seen
+
+
+def test_explain_header_routing_names_the_backend_or_the_400(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("EDGE_ROUTER_CONFIG", raising=False)
+    monkeypatch.setenv("ENVIRONMENT", "local")
+    monkeypatch.setenv("BACKEND_BUN_SQLITE_URL", "http://127.0.0.1:9001")
+    assert main(["explain", "GET", "/todos?a=1"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["candidates"] == [{"backend": "bun-sqlite", "url": "http://127.0.0.1:9001/todos?a=1"}]
+    assert main(["explain", "GET", "/todos", "-H", "x-backend: nope"]) == 0
+    assert json.loads(capsys.readouterr().out)["outcome"].startswith("400 Invalid Backend: 'nope'")

@@ -10,7 +10,7 @@ from typing import Any
 
 from . import _paths
 from ._balancing import IDEMPOTENT_METHODS
-from ._config import RouterConfig, Target, parse_target
+from ._config import RouterConfig, Target
 from ._header_routing import HeaderRouting
 from ._proxy import match_route
 from ._registry import InvalidBackend
@@ -52,8 +52,8 @@ async def explain(
         if isinstance(choice, InvalidBackend):
             answer["outcome"] = f"400 Invalid Backend: {choice.requested!r}; valid: {', '.join(choice.valid)}"
             return answer
-        targets = (parse_target(choice.url, source=choice.id),)
-        reasons.append(f"{route.select_by_header} selects backend {choice.id!r}")
+        targets = (choice,)
+        reasons.append(f"{route.select_by_header} selects backend {choice.source!r}")
     else:
         chosen = plan(route, headers, advance=False)
         targets, reasons = chosen.targets, list(chosen.reasons)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ._config import RouterConfig
+from ._config import RouterConfig, Target, parse_target
 from ._registry import (
     Backend,
     BackendRegistry,
@@ -45,7 +45,9 @@ class HeaderRouting:
         header: str | None,
         location_header: str | None,
         default_backend: str | None,
-    ) -> Backend | InvalidBackend:
+    ) -> Target | InvalidBackend:
+        """The target the header names (its X-Backend-Source is the backend id), or why not."""
+
         def decide() -> Backend | InvalidBackend:
             return choose_backend(
                 header=header,
@@ -56,4 +58,7 @@ class HeaderRouting:
             )
 
         # DynamoDB lookups are boto3 (blocking): off the event loop. The rest is in memory.
-        return await asyncio.to_thread(decide) if self._dynamo else decide()
+        choice = await asyncio.to_thread(decide) if self._dynamo else decide()
+        if isinstance(choice, InvalidBackend):
+            return choice
+        return parse_target(choice.url, source=choice.id)  # registries only hold valid http(s) URLs

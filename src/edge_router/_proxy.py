@@ -15,7 +15,7 @@ from typing import Any
 
 from . import _headers, _paths
 from ._balancing import Failure, is_failure_status, may_fall_back
-from ._config import DEFAULT_CORS, Route, RouterConfig, Target, parse_target
+from ._config import DEFAULT_CORS, Route, RouterConfig, Target
 from ._config_cache import ConfigCache
 from ._exceptions import UpstreamConnectError, UpstreamError, UpstreamTimeout
 from ._header_routing import HeaderRouting
@@ -307,15 +307,12 @@ class ProxyApp:
         self, route: Route, config: RouterConfig, headers: list[tuple[bytes, bytes]]
     ) -> Target | InvalidBackend:
         assert route.select_by_header is not None and self._header_routing is not None
-        choice = await self._header_routing.choose(
+        return await self._header_routing.choose(
             config,
             header=header_value(headers, route.select_by_header.encode()),
             location_header=header_value(headers, b"x-backend-location"),
             default_backend=route.default_backend,
         )
-        if isinstance(choice, InvalidBackend):
-            return choice
-        return parse_target(choice.url, source=choice.id)  # registries only hold valid http(s) URLs
 
     async def _upstream_failed(
         self, send: Send, exc: UpstreamError, outcome: _Outcome, cors: tuple[Header, ...], timeout: float
