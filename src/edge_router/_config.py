@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from ._balancing import RoundRobin, SmoothWeighted
 from ._exceptions import ConfigInvalidError
 from ._paths import join_path
 
@@ -328,8 +329,6 @@ def compile_backends(
 
 
 def make_balancer(strategy: Strategy, targets: tuple[Target, ...]) -> Any:
-    from ._balancing import RoundRobin, SmoothWeighted
-
     if strategy == "round_robin":
         # A random start: every new Lambda instance would otherwise send its first request to target 0.
         return RoundRobin(start=random.randrange(max(len(targets), 1)))  # noqa: S311 - not security

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import Field, PositiveInt, ValidationError
 
+from ._balancing import parse_priority
 from ._config import (
     DEFAULT_REPLAY_LIMIT,
     DEFAULT_VIA,
@@ -61,8 +62,6 @@ class PriorityConfigSpec(_Model):
 def _ordered(
     where: str, priority: str, providers: dict[str, Target], warnings: list[str]
 ) -> tuple[Target, ...]:
-    from ._balancing import parse_priority
-
     urls = {key: target.origin for key, target in providers.items()}
     keys, problems = parse_priority(priority, urls)
     warnings.extend(f"{where}: {problem}; skipped" for problem in problems)
