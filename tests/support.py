@@ -6,8 +6,11 @@ Everything binds 127.0.0.1 on port 0 and stops by itself at the end of its `with
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -160,10 +163,13 @@ class RouterServer:
 
     def __init__(self, config_source: str | None, env: dict[str, str] | None = None) -> None:
         from edge_router._app import EdgeRouter
+        from edge_router._observability import AccessLog
         from edge_router._settings import Settings
 
         self.settings = Settings.from_env(env or {}, config_source=config_source)
         self.app = EdgeRouter(self.settings)
+        self.log = io.StringIO()  # the request lines, written by the router every 0.5 s
+        self.app.recorder.access_log = AccessLog(self.log, enabled=True)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._started = threading.Event()
         self.url = ""
@@ -173,7 +179,13 @@ class RouterServer:
 
         sock = bind("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self.server = make_server(self.app, "127.0.0.1", sock.getsockname()[1])
+        self.server = make_server(
+            self.app,
+            "127.0.0.1",
+            sock.getsockname()[1],
+            limits=self.settings.server,
+            render=self.app.refusal_response,
+        )
         loop = new_event_loop()
         self.loop = loop
         self._started.set()
@@ -193,8 +205,133 @@ class RouterServer:
         self.server.should_exit = True
         self._thread.join(timeout=10)
 
+    def logged(self, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        """The first request line whose fields include `fields`, waiting for the next flush."""
+        found: list[dict[str, Any]] = []
+
+        def present() -> bool:
+            lines = [json.loads(line) for line in self.log.getvalue().splitlines() if line]
+            found[:] = [line for line in lines if all(line.get(k) == v for k, v in fields.items())]
+            return bool(found)
+
+        wait_until(present, timeout)
+        return found[0]
+
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+
+class RawBackend:
+    """A TCP server on 127.0.0.1 for backends that misbehave on purpose: `handler(conn)` runs in a
+    thread per accepted connection and does whatever it likes with the raw socket.
+
+    `received` holds, per connection, every byte the router sent before the handler returned.
+    """
+
+    def __init__(self, handler: Callable[[socket.socket], None]) -> None:
+        self.handler = handler
+        self.received: list[bytearray] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            with contextlib.suppress(OSError):
+                self.handler(conn)
+
+    def __enter__(self) -> RawBackend:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+
+def read_head(conn: socket.socket) -> bytes:
+    """Read from `conn` up to the end of an HTTP head (or EOF); returns what was read."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def reset(conn: socket.socket) -> None:
+    """Close with a TCP reset (RST) instead of a clean FIN."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+def raw_exchange(url: str, request: bytes, *, timeout: float = 10) -> bytes:
+    """Send `request` as raw bytes and read until the router closes the connection (or `timeout`)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        with contextlib.suppress(OSError):  # refused mid-send: what it answered is still to be read
+            sock.sendall(request)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    return answer
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    complete: bool  # the body ended as its framing says (length reached / terminating chunk)
+
+
+def parse_response(raw: bytes) -> RawResponse:
+    """Parse one HTTP/1.1 response as bytes on the wire, telling a complete body from a cut one."""
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body, complete = b"", False
+        while True:
+            size_line, sep, rest = rest.partition(b"\r\n")
+            if not sep:
+                break
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                complete = rest.startswith(b"\r\n")
+                break
+            if len(rest) < size + 2:
+                body += rest[:size]
+                break
+            body, rest = body + rest[:size], rest[size + 2 :]
+        return RawResponse(status, headers, body, complete)
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        return RawResponse(status, headers, rest[:length], len(rest) >= length)
+    return RawResponse(status, headers, rest, True)
 
 
 def response_body(response: dict[str, Any]) -> bytes:
@@ -214,4 +351,4 @@ def chunks(data: bytes, size: int) -> Iterator[bytes]:
         yield data[start : start + size]
 
 
-__all__ = ["Backend", "Reply", "RouterServer", "Seen", "function_url_event"]
+__all__ = ["Backend", "RawBackend", "Reply", "RouterServer", "Seen", "function_url_event"]

@@ -61,7 +61,7 @@ def test_ssm_bad_update_keeps_last_good_then_good_update_is_picked_up(aws: str, 
         ssm.put_parameter(Name=PARAM, Value=invalid, Type="String", Overwrite=True)
         assert "routes[0].prefix" in json.loads(flush(handler)["body"])["message"]
         assert get(handler)["headers"]["x-backend-source"] == first.url
-        health = get(handler, "/health")
+        health = get(handler, "/health", **{"x-admin-key": "k"})
         assert health["statusCode"] == 200
         assert "routes[0].prefix" in json.loads(health["body"])["config"]["last_error"]
 
@@ -91,11 +91,11 @@ def test_ssm_change_followed_after_ttl_without_flush(aws: str, lambda_adapter: A
 
 
 def test_ssm_missing_parameter_means_unhealthy_and_503(aws: str, lambda_adapter: Any) -> None:
-    handler = lambda_adapter("ssm:/does/not/exist")
+    handler = lambda_adapter("ssm:/does/not/exist", ADMIN_KEY="k")
     response = get(handler)
     assert response["statusCode"] == 503
     assert json.loads(response["body"])["error"] == "Backend Unavailable"
-    health = get(handler, "/health")
+    health = get(handler, "/health", **{"x-admin-key": "k"})
     assert health["statusCode"] == 503
     body = json.loads(health["body"])
     assert body["status"] == "unhealthy"
@@ -140,7 +140,7 @@ def test_dynamodb_item_may_hold_the_document_as_a_map(aws: str, lambda_adapter: 
 
 def test_dynamodb_missing_item_is_named(aws: str, lambda_adapter: Any) -> None:
     _config_table()
-    handler = lambda_adapter("dynamodb:edge-router-config/absent")
-    body = json.loads(get(handler, "/health")["body"])
+    handler = lambda_adapter("dynamodb:edge-router-config/absent", ADMIN_KEY="k")
+    body = json.loads(get(handler, "/health", **{"x-admin-key": "k"})["body"])
     assert body["status"] == "unhealthy"
     assert "no such item" in body["reason"]

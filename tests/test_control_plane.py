@@ -31,8 +31,8 @@ def test_health_reports_version_and_time(tmp_path: Path) -> None:
 def test_health_unhealthy_without_valid_config(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     path.write_text('{"routes": [{"prefix": "nope"}]}')
-    with RouterServer(str(path)) as r, r.client() as client:
-        response = client.get("/health")
+    with RouterServer(str(path), env={"ADMIN_KEY": "k"}) as r, r.client() as client:
+        response = client.get("/health", headers={"X-Admin-Key": "k"})
         proxied = client.get("/api")
     assert response.status_code == 503
     assert response.json()["status"] == "unhealthy"

@@ -15,14 +15,14 @@ import os
 import secrets
 from typing import Any
 
-from . import _paths
+from . import _headers, _paths
 from ._auth import admin_refusal
 from ._config import DEFAULT_CORS, DEFAULT_CORS_PREFLIGHT, RouterConfig, load_config
 from ._config_cache import ConfigCache
 from ._header_routing import HeaderRouting
 from ._observability import RequestRecorder
 from ._proxy import ProxyApp, Receive, Scope, Send, header_value
-from ._responses import Header, send_bytes, send_error
+from ._responses import Header, raw_error_response, send_bytes, send_error
 from ._settings import Settings
 from ._sources import ConfigSource, parse_source
 from ._upstream import AiohttpUpstream, Upstream
@@ -108,17 +108,25 @@ class EdgeRouter:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = scope["headers"]
-        raw_path = scope.get("raw_path")
-        path = _paths.normalize_path(
-            raw_path.decode("latin-1") if raw_path else _paths.quote_path(scope["path"])
-        )
         event = scope.get("aws.event")
         request_id = (
             header_value(headers, b"x-request-id")
             or (event["requestContext"].get("requestId") if event else None)
             or new_request_id()
         )
+        raw_path = scope.get("raw_path")
+        raw_path_text = raw_path.decode("latin-1") if raw_path else _paths.quote_path(scope["path"])
+        # A function URL event carries one Host and no framing of its own; a server request may not.
+        problem = None if event else _headers.framing_problem(headers, scope.get("http_version", "1.1"))
+        try:
+            path = _paths.normalize_path(raw_path_text)
+        except _paths.UnsafePath as exc:
+            problem = problem or (400, str(exc))
+            path = raw_path_text
         config = await self.config.get()
+        if problem is not None:
+            await self._refuse(scope, send, config, path, request_id, *problem)
+            return
         if (
             scope["method"] == "OPTIONS"
             and header_value(headers, b"access-control-request-method") is not None
@@ -138,6 +146,39 @@ class EdgeRouter:
             await self.control_app()(scope, receive, _with_headers(send, cors, request_id))
             return
         await self.proxy.handle(scope, receive, send, config=config, path=path, request_id=request_id)
+
+    async def _refuse(
+        self,
+        scope: Scope,
+        send: Send,
+        config: RouterConfig | None,
+        path: str,
+        request_id: str,
+        status: int,
+        message: str,
+    ) -> None:
+        """Answer a request the router will not handle at all, and log it like a proxied one."""
+        cors = config.cors_headers if config else DEFAULT_CORS
+        await send_error(
+            send, status, message, request_id=request_id, headers=[*cors, (b"connection", b"close")]
+        )
+        self.recorder.record(
+            method=scope["method"],
+            path=path,
+            route=None,
+            target=None,
+            backend=None,
+            status=status,
+            duration_ms=0.0,
+            request_id=request_id,
+            error=message,
+        )
+
+    def refusal_response(self, status: int, message: str) -> bytes:
+        """A whole HTTP answer for a request the server refuses before it reaches the app."""
+        config = self.config.status().config
+        cors = config.cors_headers if config else DEFAULT_CORS
+        return raw_error_response(status, message, request_id=new_request_id(), headers=cors)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         # Used by the local server only: Mangum runs with lifespan="off" (it would run startup

@@ -452,11 +452,39 @@ def finish(
     )
 
 
+# Real configs nest a handful of levels. Every step after parsing (env substitution, pydantic, the
+# redaction of /_config/route) recurses per level, so a deeper document is refused at the door.
+MAX_DOCUMENT_DEPTH = 64
+TOO_DEEP = f"nested more than {MAX_DOCUMENT_DEPTH} levels deep"
+
+
+def _nested_too_deep(document: Any, limit: int = MAX_DOCUMENT_DEPTH) -> bool:
+    """Whether objects/lists nest more than `limit` levels deep (the document itself is level 1).
+
+    Iterative, so no document can exhaust the stack here. A container shared through YAML anchors is
+    expanded again only when reached deeper than before, so aliases cannot make the walk exponential,
+    and a self-referencing one is stopped by the limit.
+    """
+    expanded_at: dict[int, int] = {}
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if not isinstance(value, dict | list) or expanded_at.get(id(value), 0) >= depth:
+            continue
+        if depth > limit:
+            return True
+        expanded_at[id(value)] = depth
+        pending.extend((child, depth + 1) for child in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
 def load_config(document: Any, env: Mapping[str, str]) -> RouterConfig:
     """Validate a parsed document (either format) and compile it.
 
     Raises ConfigInvalidError naming every bad field.
     """
+    if _nested_too_deep(document):
+        raise ConfigInvalidError([f"(document): {TOO_DEEP}"])
     if not isinstance(document, dict):
         raise ConfigInvalidError([f"(document): expected a JSON object, got {type(document).__name__}"])
     missing: set[str] = set()

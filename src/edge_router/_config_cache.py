@@ -9,6 +9,8 @@
   `retry_seconds` (never on every request).
 * `refresh()` (used by POST /admin/cache-flush) drops the cached copy's freshness and waits for
   a new read, so the caller learns at once whether the source is valid.
+* A failure is kept twice: `last_error`, the full reason (it may quote the source: a YAML line, a
+  URL with credentials), and `last_error_summary`, only its kind, which anyone may be shown.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ._config import RouterConfig
-from ._exceptions import ConfigError
+from ._exceptions import ConfigError, ConfigInvalidError, ConfigSourceError
 
 logger = logging.getLogger("edge_router.config")
 
@@ -32,6 +34,17 @@ class CacheStatus:
     loaded_at: str | None  # ISO-8601, wall clock, for humans
     last_error: str | None
     source: str
+    last_error_summary: str | None = None  # the kind of failure only: safe for anonymous callers
+
+
+def error_summary(exc: Exception) -> str:
+    """What kind of failure `exc` is, in words that quote nothing from the config or its source."""
+    if isinstance(exc, ConfigInvalidError):
+        count = len(exc.problems)
+        return f"the config is not valid ({count} problem{'' if count == 1 else 's'})"
+    if isinstance(exc, ConfigSourceError):
+        return "the config source could not be read"
+    return "the config could not be loaded (unexpected error)"
 
 
 class ConfigCache:
@@ -53,6 +66,7 @@ class ConfigCache:
         self._fresh_until = float("-inf")
         self._loaded_at: str | None = None
         self._last_error: str | None = None
+        self._last_error_summary: str | None = None
         self._inflight: asyncio.Future[RouterConfig | None] | None = None
         self.fetches = 0
 
@@ -70,7 +84,9 @@ class ConfigCache:
         return await asyncio.shield(self._start_refresh())
 
     def status(self) -> CacheStatus:
-        return CacheStatus(self._config, self._loaded_at, self._last_error, self._source)
+        return CacheStatus(
+            self._config, self._loaded_at, self._last_error, self._source, self._last_error_summary
+        )
 
     def _start_refresh(self) -> asyncio.Future[RouterConfig | None]:
         if self._inflight is None:
@@ -82,22 +98,22 @@ class ConfigCache:
         try:
             config = await asyncio.to_thread(self._load)
         except ConfigError as exc:
-            self._failed(str(exc))
+            self._failed(str(exc), error_summary(exc))
         except Exception as exc:  # an unexpected bug in a source must not take routing down
             logger.exception("config: unexpected error reading %s", self._source)
-            self._failed(f"{type(exc).__name__}: {exc}")
+            self._failed(f"{type(exc).__name__}: {exc}", error_summary(exc))
         else:
             self._config = config
             self._fresh_until = self._clock() + self._ttl
             self._loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
-            self._last_error = None
+            self._last_error = self._last_error_summary = None
             logger.info("config: loaded %s (%d routes)", self._source, len(config.routes))
         finally:
             self._inflight = None
         return self._config
 
-    def _failed(self, reason: str) -> None:
-        self._last_error = reason
+    def _failed(self, reason: str, summary: str) -> None:
+        self._last_error, self._last_error_summary = reason, summary
         self._fresh_until = self._clock() + self._retry
         kept = "keeping the last good config" if self._config else "no config is loaded"
         logger.warning(

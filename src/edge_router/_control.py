@@ -3,6 +3,12 @@
 /health, /backends, /_config/route and /admin/*. Every /admin endpoint needs X-Admin-Key,
 compared in constant time; with no ADMIN_KEY set they are closed (403), never open.
 Errors use the router's JSON shape (`error`, `message`, `request_id`), not FastAPI's `detail`.
+
+A config error can quote its source (a YAML parse error prints the offending line, a validation
+error the value it refused, credentials in a URL included), so /health and /_config/route show
+anonymous callers only the kind of failure; the detail needs X-Admin-Key and is redacted even then.
+No path here is ever answered with a redirect: Starlette builds trailing-slash redirects from the
+client's Host header, so a control path with a trailing slash is a plain 404.
 """
 
 from __future__ import annotations
@@ -23,9 +29,24 @@ from ._responses import REASONS
 
 if TYPE_CHECKING:
     from ._app import EdgeRouter
+    from ._config_cache import CacheStatus
 
 _SECRET_KEY = re.compile(r"key|secret|token|password|passwd|credential|authorization", re.IGNORECASE)
 REDACTED = "***"
+# In free text: `scheme://authority` anywhere; credentials are what runs to the authority's last @.
+# Neither pattern backtracks over a long run: a huge value quoted in an error costs linear time.
+_URL_AUTHORITY = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*://)([^\s/?#'\"<>]*)")
+# In free text: `password: x`, `token=x`, `"apiKey": "x"` (a YAML or JSON line quoted by a parse error).
+# An unquoted value runs to the end of the line or to "; " (how ConfigInvalidError joins problems):
+# YAML plain scalars may hold spaces, and showing too little beats leaking the rest of a password.
+# A key starts only where a name starts and is taken whole (possessive `++`), so a long name made of
+# secret words cannot make the engine retry every split of it.
+_NAME = r"[\w.\[\]-]"  # a field path such as routes[0].apiKey
+_SECRET_FRAGMENT = re.compile(
+    rf"""(?P<key>(?<!{_NAME})(?={_NAME}*?(?:{_SECRET_KEY.pattern})){_NAME}++["']?[ \t]*+[:=][ \t]*+)"""
+    r"""(?P<value>"[^"\n]*+"?|'[^'\n]*+'?|(?:(?!;\s)[^\n])*+)""",
+    re.IGNORECASE,
+)
 
 
 def redact(value: Any, key: str = "") -> Any:
@@ -41,6 +62,25 @@ def redact(value: Any, key: str = "") -> Any:
     if key and _SECRET_KEY.search(key) and value is not None:
         return REDACTED
     return value
+
+
+def redact_text(text: str) -> str:
+    """Hide URL credentials and the values of secret-looking `key: value` fragments in free text."""
+    text = _URL_AUTHORITY.sub(_hide_url_credentials, text)
+    return _SECRET_FRAGMENT.sub(_hide_fragment_value, text)
+
+
+def _hide_url_credentials(match: re.Match[str]) -> str:
+    scheme, authority = match.groups()
+    if "@" not in authority:
+        return match[0]
+    return f"{scheme}{REDACTED}@{authority.rpartition('@')[2]}"
+
+
+def _hide_fragment_value(match: re.Match[str]) -> str:
+    value = match["value"]
+    quote = value[0] if value[:1] in ("'", '"') else ""
+    return f"{match['key']}{quote}{REDACTED}{quote}"
 
 
 def _redact_url(value: str) -> str:
@@ -74,10 +114,13 @@ def create_control_app(router: EdgeRouter) -> FastAPI:
         title="edge-router control plane",
         version=__version__,
         description="Health, discovery and admin endpoints of edge-router. Proxied paths are not listed.",
+        redirect_slashes=False,  # its redirect's Location is built from the client's Host header
     )
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 404:  # no control endpoint at this path (a trailing slash included)
+            return _error(404, f"No control endpoint matches {request.scope['path']}", request)
         return _error(exc.status_code, str(exc.detail), request)
 
     @app.exception_handler(RequestValidationError)
@@ -94,9 +137,18 @@ def create_control_app(router: EdgeRouter) -> FastAPI:
 
     admin = [Depends(require_admin)]
 
-    @app.get("/health", summary="Is a valid config loaded?")
-    async def health() -> JSONResponse:
+    def config_error_for(status: CacheStatus, x_admin_key: str | None) -> str | None:
+        """The last config failure as this caller may see it: its kind, or with the admin key its detail."""
+        if status.last_error is None:
+            return None
+        if admin_refusal(settings.admin_key, x_admin_key) is None:
+            return redact_text(status.last_error)
+        return status.last_error_summary or "the config could not be loaded"
+
+    @app.get("/health", summary="Is a valid config loaded? (X-Admin-Key adds the config error's detail)")
+    async def health(x_admin_key: Annotated[str | None, Header()] = None) -> JSONResponse:
         status = router.config.status()
+        last_error = config_error_for(status, x_admin_key)
         body: dict[str, Any] = {
             "status": "healthy" if status.config else "unhealthy",
             "version": __version__,
@@ -104,11 +156,11 @@ def create_control_app(router: EdgeRouter) -> FastAPI:
             "config": {
                 "source": status.source,
                 "loaded_at": status.loaded_at,
-                "last_error": status.last_error,
+                "last_error": last_error,
             },
         }
         if status.config is None:
-            body["reason"] = status.last_error or "no config loaded yet"
+            body["reason"] = last_error or "no config loaded yet"
             return JSONResponse(body, status_code=503)
         return JSONResponse(body)
 
@@ -131,10 +183,12 @@ def create_control_app(router: EdgeRouter) -> FastAPI:
         return {"backends": items}
 
     @app.get("/_config/route", summary="The active config, secrets redacted")
-    async def active_config(request: Request) -> JSONResponse:
+    async def active_config(
+        request: Request, x_admin_key: Annotated[str | None, Header()] = None
+    ) -> JSONResponse:
         status = router.config.status()
         if status.config is None:
-            return _error(503, status.last_error or "no config loaded yet", request)
+            return _error(503, config_error_for(status, x_admin_key) or "no config loaded yet", request)
         return JSONResponse(
             {
                 "source": status.source,
@@ -153,7 +207,7 @@ def create_control_app(router: EdgeRouter) -> FastAPI:
         if status.last_error is not None:
             # 422: the source was read again but not accepted; the last good config stays in service.
             kept = "the last good config stays in service" if config else "no config is loaded"
-            return _error(422, f"{status.last_error}; {kept}", request, **serving)
+            return _error(422, f"{redact_text(status.last_error)}; {kept}", request, **serving)
         return JSONResponse({"flushed": True, "loaded_at": status.loaded_at, **serving})
 
     @app.get(

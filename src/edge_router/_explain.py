@@ -27,8 +27,18 @@ async def explain(
 ) -> dict[str, Any]:
     """`target` is the request target as a client sends it: path and optional `?query`."""
     raw_path, _, query = target.partition("?")
-    path = _paths.normalize_path(raw_path)
     headers = {name.lower(): value for name, value in headers.items()}
+    try:
+        path = _paths.normalize_path(raw_path)
+    except _paths.UnsafePath as exc:
+        return {
+            "method": method,
+            "path": raw_path,
+            "query": query,
+            "format": config.format,
+            "route": None,
+            "outcome": f"400 Bad Request: {exc}",
+        }
     answer: dict[str, Any] = {"method": method, "path": path, "query": query, "format": config.format}
     route = match_route(config.routes, path)
     if route is None:

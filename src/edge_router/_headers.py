@@ -5,6 +5,7 @@ Names are compared lower-case (ASGI already lower-cases request header names).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 # RFC 9110 7.6.1 plus the hop-specific proxy-auth pair, as Go's httputil and nginx drop them.
@@ -22,10 +23,62 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Set by the router from what it knows, never taken from the client: a client could otherwise
-# tell the backend it came over https or from another host.
-_REPLACED = frozenset({"host", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port"})
+# tell the backend it came over https or from another host. `Expect: 100-continue` was answered
+# by the router's own server when the body was first read; forwarded, it would make the upstream
+# client wait for a 100 that a backend may never send (nginx does not forward it either).
+_REPLACED = frozenset({"host", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "expect"})
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
+
+# Field values a backend may not send (RFC 9110 5.5: CTLs other than HTAB, and DEL).
+_INVALID_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+class InvalidHeader(ValueError):
+    """A request header the router cannot forward as it was sent (answered 400)."""
+
+
+def framing_problem(headers: RawHeaders, http_version: str) -> tuple[int, str] | None:
+    """(status, message) when a request's framing headers are not acceptable (RFC 9112), else None.
+
+    * HTTP/1.1 needs exactly one Host (section 3.2): none or two is 400;
+    * the only transfer coding a request may use is `chunked`, alone (section 6.1: a server that
+      does not understand a coding answers 501); `identity, chunked` or `gzip, chunked` is 501.
+    """
+    hosts = 0
+    codings: list[bytes] = []
+    for name, value in headers:
+        if name == b"host":
+            hosts += 1
+        elif name == b"transfer-encoding":
+            codings.extend(token.strip().lower() for token in value.split(b","))
+    if http_version == "1.1" and hosts != 1:
+        return 400, "An HTTP/1.1 request needs exactly one Host header" + (f", not {hosts}" if hosts else "")
+    if codings and codings != [b"chunked"]:
+        listed = ", ".join(coding.decode("latin-1") for coding in codings)
+        return 501, f"Transfer-Encoding '{listed}' is not supported; only 'chunked' is"
+    return None
+
+
+def valid_response_head(status: int, headers: RawHeaders) -> str | None:
+    """Why a backend's answer cannot be relayed as it is (then 502), or None.
+
+    A status outside 200-599 (a 1xx, including a 101 nobody asked for: the router never forwards
+    Upgrade) or a header name that is not a token or a value with control characters would make the
+    server drop the client connection with no answer at all.
+    """
+    if not 200 <= status <= 599:
+        return f"the backend answered with status {status}"
+    # One scan over all names and one over all values: this runs on every proxied answer.
+    if _TOKEN.match(b"".join(name for name, _ in headers) or b"x") and not _INVALID_VALUE.search(
+        b"\t".join(value for _, value in headers)
+    ):
+        return None
+    for name, value in headers:
+        if _INVALID_VALUE.search(value) or not _TOKEN.match(name):
+            return f"the backend sent an invalid header {name[:64].decode('latin-1')!r}"
+    return None
 
 
 def connection_listed(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
@@ -69,8 +122,19 @@ def upstream_request_headers(
     via: str,
     keep_content_length: bool,
 ) -> list[tuple[str, str]]:
-    """The headers sent to the backend: end-to-end ones as sent, plus the proxy's own."""
-    decoded = [(name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in incoming]
+    """The headers sent to the backend: end-to-end ones as sent, plus the proxy's own.
+
+    Values are decoded as UTF-8 because the upstream client writes header values as UTF-8: so
+    non-ASCII bytes (obs-text) arrive byte for byte. A value that is not UTF-8 cannot be written
+    back as sent, so it is refused (InvalidHeader), never altered.
+    """
+    try:
+        decoded = [(name.decode("latin-1").lower(), value.decode()) for name, value in incoming]
+    except UnicodeDecodeError:
+        bad = next(name for name, value in incoming if not _is_utf8(value))
+        raise InvalidHeader(
+            f"Header {bad.decode('latin-1')!r} is not valid UTF-8; it cannot be forwarded byte for byte"
+        ) from None
     drop = HOP_BY_HOP | _REPLACED | connection_listed(decoded)
     out: list[tuple[str, str]] = [("host", host)]
     forwarded_for: str | None = None
@@ -111,3 +175,11 @@ def downstream_response_headers(
 
 
 _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True

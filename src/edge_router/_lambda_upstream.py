@@ -260,7 +260,7 @@ def _header_text(name: str, value: Any) -> str:
 def _status_code(value: Any) -> int:
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+    if isinstance(value, int) and not isinstance(value, bool) and 200 <= value <= 599:
         return value
     raise UpstreamProtocolError(f"the function's answer has an invalid statusCode: {value!r}")
 

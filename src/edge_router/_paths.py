@@ -1,4 +1,4 @@
-"""Pure path handling: normalisation, prefix matching and upstream URL building.
+r"""Pure path handling: normalisation, prefix matching and upstream URL building.
 
 The router matches on a *normalised* path and forwards that same path, so what was matched is
 exactly what the backend sees. Normalisation is RFC 3986 section 6.2.2 and nothing more:
@@ -11,6 +11,16 @@ exactly what the backend sees. Normalisation is RFC 3986 section 6.2.2 and nothi
   change which resource is meant.
 
 Bytes that may not appear raw in a request target (controls, space, non-ASCII) are percent-encoded.
+
+Backends decode paths too, and some decode before they normalise, or decode twice (Python's
+`http.server`, many static-file servers). So what is forwarded must not turn into a dot segment under
+any decoding a backend may do:
+
+* a ``%`` that starts no valid escape is a literal ``%`` and is forwarded as ``%25``; decoding the
+  unreserved escapes can then never assemble a new escape (``%2%65`` is not ``%2e``);
+* a path that, decoded once or twice, has a ``.`` or ``..`` segment (with ``/`` or ``\`` as the
+  separator: ``%2F..%2F``, ``%252e%252e``, ``%5C..%5C``), or a ``..;`` segment (Tomcat and Jetty drop
+  ``;`` parameters), is refused (`UnsafePath`, answered 400), never forwarded.
 """
 
 from __future__ import annotations
@@ -19,9 +29,16 @@ import re
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_SEPARATORS = re.compile(r"[/\\]")
+_DECODINGS_CHECKED = 2  # a backend may decode once, or (a common bug) twice
 # Characters allowed raw in a path (RFC 3986 pchar + "/"); anything else is escaped on the way out.
 _PATH_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%")
 _QUERY_SAFE = _PATH_SAFE | frozenset(b"?")
+
+
+class UnsafePath(ValueError):
+    """The path would escape a route's target path on a backend that decodes it (answered 400)."""
 
 
 def _decode_unreserved(match: re.Match[str]) -> str:
@@ -69,10 +86,29 @@ def normalize_path(raw_path: str) -> str:
         raw_path = "/" + raw_path
     path = _escape_unsafe(raw_path, _PATH_SAFE)
     if "%" in path:
+        path = _STRAY_PERCENT.sub("%25", path)
         path = _ESCAPE.sub(_decode_unreserved, path)
     if "/." in path:
         path = remove_dot_segments(path)
+    if "%" in path or ";" in path:
+        refuse_hidden_dot_segments(path)
     return path
+
+
+def _has_dot_segment(text: str) -> bool:
+    # `..;x` is `..` to servers that drop path parameters (Tomcat, Jetty)
+    return any(segment.split(";", 1)[0] in (".", "..") for segment in _SEPARATORS.split(text))
+
+
+def refuse_hidden_dot_segments(path: str) -> None:
+    """Raise UnsafePath when `path` (normalised) or its first decodings hold a dot segment."""
+    text = path
+    for _ in range(_DECODINGS_CHECKED + 1):
+        if _has_dot_segment(text):
+            raise UnsafePath(f"The path {path} holds a dot segment once decoded (it could leave its route)")
+        if "%" not in text:
+            return
+        text = _ESCAPE.sub(lambda match: chr(int(match.group(1), 16)), text)
 
 
 def prefix_matches(prefix: str, path: str) -> bool:

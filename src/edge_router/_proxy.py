@@ -21,7 +21,7 @@ from ._exceptions import UpstreamConnectError, UpstreamError, UpstreamTimeout
 from ._header_routing import HeaderRouting
 from ._observability import RequestRecorder, logger
 from ._registry import InvalidBackend, RegistryError
-from ._responses import Header, send_error
+from ._responses import CLIENT_REFUSAL, Header, send_error
 from ._selection import plan
 from ._settings import Settings
 from ._upstream import Upstream, UpstreamResponse
@@ -50,7 +50,7 @@ _ROUTER_SET = frozenset(
 
 
 class ClientDisconnected(Exception):
-    """The client went away while its request body was being streamed upstream."""
+    """The client went away (or its server refused the rest of it) before its request body was complete."""
 
 
 def match_route(routes: tuple[Route, ...], path: str) -> Route | None:
@@ -102,6 +102,11 @@ class ProxyApp:
         outcome = _Outcome(method=scope["method"], path=path, request_id=request_id)
         try:
             await self._handle(scope, receive, send, config, outcome, buffered="aws.event" in scope)
+        except ClientDisconnected as exc:
+            # Nothing to answer and nothing against the backend: 499 (nginx's "client closed
+            # request"), or the status the server refused the request's body with.
+            outcome.status = scope.get(CLIENT_REFUSAL, 499)
+            outcome.error = str(exc)
         finally:
             outcome.duration_ms = (time.perf_counter() - started) * 1000
             self._recorder.record(**outcome.as_record())
@@ -203,15 +208,20 @@ class ProxyApp:
         rest = path[len(route.prefix) :] if route.strip_prefix else path
         suffix = "?" + _paths.escape_query(query) if query else ""
         client = scope.get("client")
-        base_headers = _headers.upstream_request_headers(
-            headers,
-            host="",
-            client=client[0] if client else None,
-            scheme=scope.get("scheme", "http"),
-            request_id=request_id,
-            via=config.via,
-            keep_content_length=not isinstance(body, bytes),
-        )
+        try:
+            base_headers = _headers.upstream_request_headers(
+                headers,
+                host="",
+                client=client[0] if client else None,
+                scheme=scope.get("scheme", "http"),
+                request_id=request_id,
+                via=config.via,
+                keep_content_length=not isinstance(body, bytes),
+            )
+        except _headers.InvalidHeader as exc:
+            outcome.status, outcome.error = 400, str(exc)
+            await send_error(send, 400, str(exc), request_id=request_id, headers=cors)
+            return
         if failover:
             base_headers.append(("x-no-fallback", "1"))  # the next router must not fan out again
         timeout = route.timeout_ms / 1000 if route.timeout_ms else self._default_timeout
@@ -226,6 +236,8 @@ class ProxyApp:
                     outcome.method, url, base_headers, body, timeout
                 )
             except UpstreamError as exc:
+                if isinstance(body, _OneShotBody) and body.client_gone:
+                    raise ClientDisconnected("client disconnected during the request body") from None
                 failure = _failure_kind(exc)
                 attempts.append({"backend": target.source, "error": failure, "message": str(exc)})
                 body_gone = isinstance(body, _OneShotBody) and body.started
@@ -414,6 +426,7 @@ class _OneShotBody:
         self._head = head
         self._receive = receive
         self.started = False  # once read, the body is gone: no other target may be tried
+        self.client_gone = False  # the client left mid-body: the upstream request was aborted
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
@@ -424,7 +437,11 @@ class _OneShotBody:
             yield chunk
         more = self._receive is not None
         while more and self._receive is not None:
-            chunk, more = await _next_chunk(self._receive)
+            try:
+                chunk, more = await _next_chunk(self._receive)
+            except ClientDisconnected:
+                self.client_gone = True
+                raise
             if chunk:
                 yield chunk
 
@@ -449,9 +466,8 @@ async def _request_body(
     * up to `replay_limit` bytes: buffered as bytes, so a fallback can send it again;
     * larger: a one-shot body, forwarded as it arrives and never sent twice.
     """
-    message = await receive()
-    head: list[bytes] = [message.get("body", b"")]
-    more: bool = message.get("more_body", False)
+    first, more = await _next_chunk(receive)
+    head: list[bytes] = [first]
     if buffered or (replay_limit is None and not more):
         return head[0] or None
     if replay_limit is None:

@@ -9,17 +9,24 @@ from typing import Any
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Header = tuple[bytes, bytes]
 
+# The ASGI scope key where the local server leaves the status of a request it refused mid-body
+# (a malformed or oversized chunk): the request log shows that status instead of 499.
+CLIENT_REFUSAL = "edge_router.client_refusal"
+
 REASONS = {
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    408: "Request Timeout",
     413: "Payload Too Large",
     414: "URI Too Long",
     422: "Invalid Config",
     429: "Too Many Requests",
     431: "Request Header Fields Too Large",
+    499: "Client Closed Request",
     500: "Internal Server Error",
+    501: "Not Implemented",
     502: "Bad Gateway",
     503: "Backend Unavailable",
     504: "Gateway Timeout",
@@ -64,3 +71,23 @@ async def send_error(
         error_body(status, message, request_id, error=error, **extra),
         [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode()), *headers],
     )
+
+
+def raw_error_response(
+    status: int, message: str, *, request_id: str, headers: Iterable[Header] = ()
+) -> bytes:
+    """A whole HTTP/1.1 error answer with `Connection: close`, for refusals made by the server itself
+    before (or instead of) the application: the same JSON body as `send_error`."""
+    from http import HTTPStatus
+
+    body = error_body(status, message, request_id)
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else REASONS.get(status, "")
+    lines = [
+        f"HTTP/1.1 {status} {phrase}".encode(),
+        b"content-type: application/json",
+        b"content-length: " + str(len(body)).encode(),
+        b"connection: close",
+        b"x-request-id: " + request_id.encode(),
+        *(name + b": " + value for name, value in headers),
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body

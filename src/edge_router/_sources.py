@@ -7,7 +7,8 @@
 Reads are synchronous (boto3 is); the config cache runs them in a worker thread. AWS reads go
 through Powertools Parameters, whose clients honour AWS_ENDPOINT_URL. Powertools' own cache is
 bypassed (`force_fetch`): it has no last-good fallback, so `ConfigCache` keeps its own.
-Every failure is mapped here to ConfigSourceError or ConfigInvalidError.
+Every failure is mapped here to ConfigSourceError or ConfigInvalidError, a document nested too
+deeply for the parsers' recursion included.
 """
 
 from __future__ import annotations
@@ -34,6 +35,19 @@ def _parse_json(text: str | bytes, where: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigInvalidError([f"(document): {where} is not valid JSON: {exc}"]) from None
+    except RecursionError:
+        raise _too_deep(where) from None
+
+
+def _too_deep(where: str) -> Exception:
+    """The parsers recurse once per nesting level: past the interpreter's limit they raise RecursionError.
+
+    That depth is far beyond what `load_config` accepts, so the reason is the same one it gives.
+    """
+    from ._config import TOO_DEEP
+    from ._exceptions import ConfigInvalidError
+
+    return ConfigInvalidError([f"(document): {where} is {TOO_DEEP}"])
 
 
 def _plain(value: Any) -> Any:
@@ -68,6 +82,8 @@ class FileSource:
                 return yaml.safe_load(text)
             except yaml.YAMLError as exc:
                 raise ConfigInvalidError([f"(document): {self.path} is not valid YAML: {exc}"]) from None
+            except RecursionError:
+                raise _too_deep(str(self.path)) from None
         return _parse_json(text, str(self.path))
 
 
@@ -111,7 +127,10 @@ class DynamoDBSource:
             raise ConfigSourceError(f"cannot read {self.describe()}: {reason}") from None
         if isinstance(value, str | bytes):
             return _parse_json(value, self.describe())
-        return _plain(value)  # a map attribute holding the document itself
+        try:
+            return _plain(value)  # a map attribute holding the document itself
+        except RecursionError:
+            raise _too_deep(self.describe()) from None
 
 
 _providers: dict[str, Any] = {}

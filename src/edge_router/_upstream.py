@@ -11,7 +11,11 @@
   proxy_connect_timeout / proxy_read_timeout semantics): a 200 MB download is not cut off,
   but a backend that goes silent is;
 * raises only `UpstreamConnectError` (nothing was delivered), `UpstreamTimeout`, or
-  `UpstreamProtocolError` (the exchange broke after bytes were sent).
+  `UpstreamProtocolError` (the exchange broke after bytes were sent, or the answer cannot be
+  relayed: a status outside 200-599, a header with control characters);
+* a body that ends early raises `UpstreamProtocolError` from `stream()`/`read()`, never a clean
+  end: also a body delimited by the connection's close (no Content-Length, not chunked) that ends
+  with a reset instead of a clean close, which aiohttp alone reports as complete.
 
 Why aiohttp and not httpx: measured here (bench/, LAMBDA-FACTS.md) httpx's default transport costs
 ~630 us per kept-alive loopback GET against ~125-136 us for aiohttp, and degrades 5-14x further
@@ -30,6 +34,7 @@ import aiohttp
 from yarl import URL
 
 from ._exceptions import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from ._headers import valid_response_head
 
 RequestBody = bytes | AsyncIterable[bytes] | None
 
@@ -61,14 +66,33 @@ class Upstream(Protocol):
     async def aclose(self) -> None: ...
 
 
+def _close_delimited(response: aiohttp.ClientResponse) -> bool:
+    """Whether the body ends only when the backend closes the connection (RFC 9112 6.3 item 8)."""
+    if response.content_length is not None or response.method == "HEAD" or response.status in (204, 304):
+        return False
+    return "chunked" not in response.headers.get("Transfer-Encoding", "").lower()
+
+
+def _connection_closed(response: aiohttp.ClientResponse) -> asyncio.Future[None] | None:
+    """A future set when the response's connection is lost: with an exception after a reset."""
+    connection = response.connection
+    protocol = connection.protocol if connection is not None else None
+    closed = protocol.closed if protocol is not None else None
+    if closed is not None:
+        # retrieved here so that a body nobody reads to the end leaves no "never retrieved" warning
+        closed.add_done_callback(lambda future: future.cancelled() or future.exception())
+    return closed
+
+
 class _AiohttpResponse:
-    __slots__ = ("_response", "content_length", "raw_headers", "status")
+    __slots__ = ("_closed", "_response", "content_length", "raw_headers", "status")
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self._response = response
         self.status = response.status
         self.raw_headers = response.raw_headers
         self.content_length = response.content_length
+        self._closed = _connection_closed(response) if _close_delimited(response) else None
 
     async def stream(self) -> AsyncIterator[bytes]:
         try:
@@ -78,6 +102,10 @@ class _AiohttpResponse:
             raise UpstreamTimeout("the backend stopped sending the response body") from None
         except aiohttp.ClientError as exc:
             raise UpstreamProtocolError(f"the response body broke off: {exc}") from None
+        closed = self._closed
+        if closed is not None and closed.done() and not closed.cancelled() and closed.exception():
+            # aiohttp ends a close-delimited body on any connection loss; a reset is not an end.
+            raise UpstreamProtocolError("the connection was reset before the end of the response body")
 
     async def read(self, limit: int) -> bytes | None:
         length = self.content_length
@@ -146,6 +174,10 @@ class AiohttpUpstream:
             raise UpstreamConnectError(f"cannot connect: {exc.os_error or exc}") from None
         except aiohttp.ClientError as exc:
             raise UpstreamProtocolError(f"{type(exc).__name__}: {exc}") from None
+        problem = valid_response_head(response.status, response.raw_headers)
+        if problem is not None:
+            response.close()  # the connection is in an unknown state: never reused
+            raise UpstreamProtocolError(problem)
         return _AiohttpResponse(response)
 
     async def aclose(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -88,7 +89,6 @@ def _explain(args: argparse.Namespace) -> int:
     from ._exceptions import ConfigError
     from ._explain import explain
     from ._header_routing import HeaderRouting
-    from ._server import new_event_loop
     from ._settings import Settings
     from ._sources import parse_source
 
@@ -105,7 +105,7 @@ def _explain(args: argparse.Namespace) -> int:
     for item in args.header or []:
         name, _, value = item.partition(":")
         headers[name.strip()] = value.strip()
-    loop = new_event_loop()
+    loop = asyncio.new_event_loop()
     try:
         answer = loop.run_until_complete(
             explain(
@@ -125,17 +125,42 @@ def _schema(_: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_server(app: Any, host: str, port: int, announce: str | None = None) -> None:
-    from ._server import bind, make_server
+async def _run_server(router: Any, host: str, port: int, announce: str | None = None) -> None:
+    from ._server import bind, connection_cap, make_server, raise_fd_limit
 
+    before, after = raise_fd_limit()
+    limits = router.settings.server
     sock = bind(host, port)
-    server = make_server(app, host, sock.getsockname()[1])
+    server = make_server(router, host, sock.getsockname()[1], limits=limits, render=router.refusal_response)
     bound = sock.getsockname()[1]
     print(announce or f"edge-router listening on http://{host}:{bound}", flush=True)
+    print(
+        f"  limits: file descriptors {after} (was {before}), at most {connection_cap(limits)} connections, "
+        f"request head {limits.max_head_bytes} bytes / {limits.max_header_count} headers "
+        f"within {limits.head_timeout_s:g}s, keep-alive {limits.keepalive_timeout_s:g}s",
+        flush=True,
+    )
     await server.serve(sockets=[sock])
 
 
+def _server_missing() -> int | None:
+    """One line naming the extra to install when the server's dependencies are missing (no traceback)."""
+    try:
+        import httptools  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        print(
+            f"error: serving needs the 'server' extra ({exc.name} is not installed): "
+            "pip install 'edge-router[server]'",
+            file=sys.stderr,
+        )
+        return 1
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
+    if (missing := _server_missing()) is not None:
+        return missing
     from ._app import EdgeRouter
     from ._server import new_event_loop
     from ._settings import Settings
@@ -153,6 +178,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if (missing := _server_missing()) is not None:
+        return missing
     from ._server import new_event_loop
 
     loop = new_event_loop()
