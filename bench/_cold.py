@@ -33,8 +33,8 @@ def main() -> int:
     t0 = time.perf_counter()
     status: Any = None
     if args.mode == "router":
-        from edge_router._settings import Settings
         from edge_router.aws_lambda import build_handler
+        from edge_router.settings import Settings
 
         t1 = time.perf_counter()
         handler = build_handler(Settings.from_env({}, config_source=args.config))

@@ -1,6 +1,6 @@
 """Reference points for server mode: what the router's architecture costs before its own code runs.
 
-Both are bare ASGI apps under the router's own uvicorn settings (`edge_router._server.make_server`:
+Both are bare ASGI apps under the router's own uvicorn settings (`edge_router.server.make_server`:
 uvloop + httptools, no access log, one process), so the gap between them and the router is the
 router's own per-request work (routing, headers, logging, metrics buffer):
 
@@ -68,7 +68,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", default="http://127.0.0.1:1/")
     args = parser.parse_args()
-    from edge_router._server import bind, make_server, new_event_loop
+    from edge_router.server import bind, make_server, new_event_loop
 
     sock = bind("127.0.0.1", args.port)
     server = make_server(make_app(args.mode, args.upstream), "127.0.0.1", args.port)

@@ -28,8 +28,8 @@ from _common import function_url_event, summarize
 
 
 def build_router(config: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    from edge_router._settings import Settings
     from edge_router.aws_lambda import build_handler
+    from edge_router.settings import Settings
 
     handler = build_handler(Settings.from_env({}, config_source=config))
     return lambda event: handler(event, None)

@@ -37,16 +37,16 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     yield moto_endpoint
     urllib.request.urlopen(urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST"))
-    from edge_router import _sources
+    from edge_router.aws import clients
 
-    _sources._providers.clear()
+    clients.clear()
 
 
 @pytest.fixture
 def lambda_adapter() -> Iterator[Callable[..., Any]]:
     """Build LambdaAdapters (one loop, one client each, as in a Lambda instance); closed afterwards."""
-    from edge_router._settings import Settings
     from edge_router.aws_lambda import LambdaAdapter, build_handler
+    from edge_router.settings import Settings
 
     made: list[LambdaAdapter] = []
 

@@ -5,6 +5,7 @@ Everything binds 127.0.0.1 on port 0 and stops by itself at the end of its `with
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import io
@@ -13,11 +14,11 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -162,9 +163,9 @@ class RouterServer:
     """`edge-router serve` in-process: the real app under uvicorn on a loopback socket, in a thread."""
 
     def __init__(self, config_source: str | None, env: dict[str, str] | None = None) -> None:
-        from edge_router._app import EdgeRouter
-        from edge_router._observability import AccessLog
-        from edge_router._settings import Settings
+        from edge_router.app import EdgeRouter
+        from edge_router.observability.access_log import AccessLog
+        from edge_router.settings import Settings
 
         self.settings = Settings.from_env(env or {}, config_source=config_source)
         self.app = EdgeRouter(self.settings)
@@ -175,7 +176,7 @@ class RouterServer:
         self.url = ""
 
     def _run(self) -> None:
-        from edge_router._server import bind, make_server, new_event_loop
+        from edge_router.server import bind, make_server, new_event_loop
 
         sock = bind("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -332,6 +333,40 @@ def parse_response(raw: bytes) -> RawResponse:
         length = int(headers["content-length"])
         return RawResponse(status, headers, rest[:length], len(rest) >= length)
     return RawResponse(status, headers, rest, True)
+
+
+class Clock:
+    """A monotonic clock the test moves by hand (for anything that takes an injected `clock`)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one coroutine on its own loop (never asyncio.run: it leaves no current loop for Mangum)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def dynamodb_table(name: str) -> Any:
+    """A DynamoDB table keyed by the string `id` (config, registry and state tables), on moto."""
+    import boto3
+
+    return boto3.resource("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
 
 
 def response_body(response: dict[str, Any]) -> bytes:

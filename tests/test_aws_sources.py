@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from support import Backend, function_url_event
+from support import Backend, dynamodb_table, function_url_event
 
 PARAM = "/edge-router/config"
 
@@ -103,14 +103,7 @@ def test_ssm_missing_parameter_means_unhealthy_and_503(aws: str, lambda_adapter:
 
 
 def _config_table(name: str = "edge-router-config") -> Any:
-    dynamodb = boto3.resource("dynamodb")
-    table = dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return table
+    return dynamodb_table(name)
 
 
 def test_dynamodb_config_routes_and_survives_a_bad_update(aws: str, lambda_adapter: Any) -> None:

@@ -7,17 +7,11 @@ from collections.abc import Callable
 
 import pytest
 
-from edge_router import _balancing
-from edge_router._balancing import (
-    RoundRobin,
-    SmoothWeighted,
-    continent_of,
-    geo_choice,
-    is_failure_status,
-    may_fall_back,
-    parse_priority,
-    viewer_country,
-)
+from edge_router.config.formats.priority import parse_priority
+from edge_router.routing import fallback, geo
+from edge_router.routing.balancing import RoundRobin, SmoothWeighted
+from edge_router.routing.fallback import is_failure_status, may_fall_back
+from edge_router.routing.geo import continent_of, viewer_country
 
 # --- round-robin ------------------------------------------------------------------------------------
 
@@ -175,7 +169,7 @@ def test_is_failure_status(status: int, failure: bool) -> None:
 
 _METHODS = ["GET", "PUT", "POST", "PATCH"]
 _IDEMPOTENT = {"GET": True, "PUT": True, "POST": False, "PATCH": False}
-_FAILURES: list[tuple[_balancing.Failure, int | None]] = [
+_FAILURES: list[tuple[fallback.Failure, int | None]] = [
     ("connect", None),
     ("timeout", None),
     ("protocol", None),
@@ -203,7 +197,7 @@ def _expected(method: str, failure: str, status: int | None, retry: bool, replay
 @pytest.mark.parametrize(("failure", "status"), _FAILURES)
 @pytest.mark.parametrize("method", _METHODS)
 def test_may_fall_back_every_branch(
-    method: str, failure: _balancing.Failure, status: int | None, retry: bool, replayable: bool
+    method: str, failure: fallback.Failure, status: int | None, retry: bool, replayable: bool
 ) -> None:
     allowed = may_fall_back(
         method=method,
@@ -240,7 +234,7 @@ def test_may_fall_back_every_branch(
 )
 def test_may_fall_back_named_cases(
     method: str,
-    failure: _balancing.Failure,
+    failure: fallback.Failure,
     status: int | None,
     retry: bool,
     replayable: bool,
@@ -312,10 +306,10 @@ def test_parse_priority_warning_says_why(priority: str, providers: dict[str, str
 
 def test_continent_table_covers_every_code_once() -> None:
     # 249 ISO 3166-1 alpha-2 codes plus XK; a code listed under two continents would shrink the count.
-    assert len(_balancing.CONTINENT_OF_COUNTRY) == 250
-    listed = [code for codes in _balancing._COUNTRIES_BY_CONTINENT.values() for code in codes.split()]
+    assert len(geo.CONTINENT_OF_COUNTRY) == 250
+    listed = [code for codes in geo._COUNTRIES_BY_CONTINENT.values() for code in codes.split()]
     assert len(listed) == len(set(listed)) == 250
-    assert Counter(_balancing.CONTINENT_OF_COUNTRY.values()) == {
+    assert Counter(geo.CONTINENT_OF_COUNTRY.values()) == {
         "AF": 58,
         "AN": 5,
         "AS": 53,
@@ -362,39 +356,6 @@ def test_continent_of(country: str, continent: str | None) -> None:
     assert continent_of(country) == continent
 
 
-_GEO = {"de": "eu-central", "EU": "eu-west", "NA": "us-east", "jp": "tokyo", "OC": "sydney"}
-
-
-@pytest.mark.parametrize(
-    ("country", "target"),
-    [
-        ("DE", "eu-central"),  # by country (mapping key lower-case)
-        ("de", "eu-central"),
-        ("FR", "eu-west"),  # by continent
-        ("US", "us-east"),
-        ("jp", "tokyo"),
-        ("KR", "default"),  # Asia has no entry
-        ("AU", "sydney"),
-        ("BR", "default"),
-        ("NA", "us-east"),  # Namibia: the country-first rule meets the "NA" continent key
-        ("ZZ", "default"),
-        (None, "default"),
-        ("", "default"),
-    ],
-)
-def test_geo_choice(country: str | None, target: str) -> None:
-    assert geo_choice(_GEO, country, "default") == target
-
-
-def test_geo_choice_country_beats_continent() -> None:
-    assert geo_choice({"EU": "eu", "FR": "paris"}, "FR", "x") == "paris"
-    assert geo_choice({"EU": "eu", "FR": "paris"}, "BE", "x") == "eu"
-
-
-def test_ambiguous_geo_keys_are_the_codes_that_are_both() -> None:
-    assert frozenset({"AF", "AS", "NA", "SA"}) == _balancing.AMBIGUOUS_GEO_KEYS
-
-
 @pytest.mark.parametrize(
     ("headers", "country"),
     [
@@ -416,9 +377,3 @@ def test_ambiguous_geo_keys_are_the_codes_that_are_both() -> None:
 )
 def test_viewer_country(headers: dict[str, str], country: str | None) -> None:
     assert viewer_country(headers) == country
-
-
-def test_viewer_country_feeds_geo_choice() -> None:
-    headers = {"cloudfront-viewer-country": "XX", "cf-ipcountry": "AT"}
-    assert geo_choice(_GEO, viewer_country(headers), "default") == "eu-west"
-    assert geo_choice(_GEO, viewer_country({"cf-ipcountry": "T1"}), "default") == "default"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_router._config import config_json_schema, load_config
-from edge_router._exceptions import ConfigInvalidError
 from edge_router.cli import main
+from edge_router.config.load import load_config
+from edge_router.config.schema import config_json_schema
+from edge_router.exceptions import ConfigInvalidError
 
 
 def problems(document: object, env: dict[str, str] | None = None) -> list[str]:
@@ -145,3 +146,21 @@ def test_json_schema_is_published_for_both_formats() -> None:
     assert formats == ["RoutesConfigSpec", "PriorityConfigSpec"]
     assert "routes" in schema["$defs"]["RoutesConfigSpec"]["required"]
     assert "providers" in schema["$defs"]["PriorityConfigSpec"]["required"]
+
+
+def test_cors_credentials_with_any_origin_is_refused_naming_the_field() -> None:
+    # Browsers refuse a credentialed answer whose Access-Control-Allow-Origin is "*".
+    with pytest.raises(ConfigInvalidError) as refused:
+        load_config(
+            {"routes": [{"prefix": "/", "target": "http://a"}], "cors": {"allowCredentials": True}}, {}
+        )
+    assert refused.value.problems[0].startswith("cors: ")
+    assert "allow_origin" in refused.value.problems[0]
+    allowed = load_config(
+        {
+            "routes": [{"prefix": "/", "target": "http://a"}],
+            "cors": {"allow_origin": "https://app.example", "allow_credentials": True},
+        },
+        {},
+    )
+    assert (b"access-control-allow-credentials", b"true") in allowed.cors_headers

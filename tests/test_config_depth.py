@@ -16,7 +16,7 @@ import boto3
 import pytest
 
 from edge_router.cli import main
-from support import Backend, RouterServer, write_config
+from support import Backend, RouterServer, dynamodb_table, write_config
 
 DEPTH_REASON = "nested more than 64 levels deep"
 
@@ -87,14 +87,7 @@ def test_validate_refuses_deep_yaml(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_validate_refuses_deep_json_in_ssm_and_dynamodb(aws: str, capsys: pytest.CaptureFixture[str]) -> None:
     deep = "[" * 3000
     boto3.client("ssm").put_parameter(Name="/edge-router/deep", Value=deep, Type="String")
-    dynamodb = boto3.client("dynamodb")
-    dynamodb.create_table(
-        TableName="cfg",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.put_item(TableName="cfg", Item={"id": {"S": "main"}, "value": {"S": deep}})
+    dynamodb_table("cfg").put_item(Item={"id": "main", "value": deep})
     assert_refused_for_depth(*validate("ssm:/edge-router/deep", capsys))
     assert_refused_for_depth(*validate("dynamodb:cfg/main", capsys))
 

@@ -132,7 +132,7 @@ def test_trailing_slash_on_a_control_path_is_a_json_404_never_a_redirect_to_the_
 
 
 def test_admin_detail_redaction_covers_key_value_fragments_and_json_pairs() -> None:
-    from edge_router._control import redact_text
+    from edge_router.observability.redact import redact_text
 
     text = (
         'line 5: password: S3cret: oops; token=abc123; {"apiKey": "sk-live-1"}; '

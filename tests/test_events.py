@@ -312,7 +312,7 @@ def test_template_wiring_matches_the_code(template: dict[str, Any]) -> None:
 
 
 def test_template_default_config_is_valid(template: dict[str, Any]) -> None:
-    from edge_router._config import load_config
+    from edge_router.config.load import load_config
 
     parameter = template["Resources"]["EdgeRouterConfigParameter"]["Properties"]
     assert parameter["Type"] == "String"

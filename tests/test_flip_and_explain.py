@@ -120,3 +120,21 @@ def test_explain_header_routing_names_the_backend_or_the_400(
     assert answer["candidates"] == [{"backend": "bun-sqlite", "url": "http://127.0.0.1:9001/todos?a=1"}]
     assert main(["explain", "GET", "/todos", "-H", "x-backend: nope"]) == 0
     assert json.loads(capsys.readouterr().out)["outcome"].startswith("400 Invalid Backend: 'nope'")
+
+
+def test_explain_shows_the_url_the_proxy_sends(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lambda_adapter: Any
+) -> None:
+    """One function builds the upstream URL for both: a query with a raw space is escaped alike."""
+    with Backend() as backend:
+        config = write_config(
+            tmp_path / "c.json", {"routes": [{"prefix": "/api", "target": backend.url + "/v1"}]}
+        )
+        assert main(["explain", "GET", "/api/items?q=a b&x=%7e", "--config", config]) == 0
+        explained = json.loads(capsys.readouterr().out)["candidates"][0]["url"]
+        handler = lambda_adapter(config)
+        assert (
+            handler(function_url_event("GET", "/api/items", query="q=a b&x=%7e"), None)["statusCode"] == 200
+        )
+        assert backend.last.target == "/v1/items?q=a%20b&x=%7e"
+        assert explained == backend.url + backend.last.target

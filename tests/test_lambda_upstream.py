@@ -11,7 +11,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
@@ -19,17 +19,12 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from edge_router import _lambda_upstream
-from edge_router._exceptions import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
-from edge_router._lambda_upstream import (
-    INVOKE_PAYLOAD_LIMIT,
-    LambdaInvokeUpstream,
-    function_url_response,
-    is_lambda_target,
-    lambda_function_name,
-)
-from edge_router._upstream import Upstream, UpstreamResponse
-from support import closed_port
+from edge_router.aws import clients
+from edge_router.aws.function_url import MalformedAnswer, decode_response
+from edge_router.exceptions import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from edge_router.upstream.base import Upstream, UpstreamResponse
+from edge_router.upstream.lambda_invoke import INVOKE_PAYLOAD_LIMIT, LambdaInvokeUpstream
+from support import closed_port, run
 
 T = TypeVar("T")
 Function = Callable[[dict[str, Any]], Any]
@@ -163,16 +158,7 @@ def fake_lambda(lambda_server: FakeLambda, monkeypatch: pytest.MonkeyPatch) -> I
     lambda_server.functions.clear()
     lambda_server.invocations.clear()
     yield lambda_server
-    _lambda_upstream._clients.clear()
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """One call on its own explicit loop (asyncio.run would leave no current loop for Mangum)."""
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
+    clients.clear()
 
 
 async def _exchange(
@@ -382,12 +368,12 @@ def test_multi_value_headers_are_refused(fake_lambda: FakeLambda) -> None:
 
 def test_malformed_answers_are_protocol_errors() -> None:
     for payload in (b"not json", b'{"statusCode": "abc"}', b'{"statusCode": 200, "body": {"a": 1}}'):
-        with pytest.raises(UpstreamProtocolError):
-            function_url_response(payload)
-    with pytest.raises(UpstreamProtocolError, match="base64"):
-        function_url_response(b'{"statusCode": 200, "body": "***", "isBase64Encoded": true}')
-    with pytest.raises(UpstreamProtocolError, match="invalid header"):
-        function_url_response(b'{"statusCode": 200, "headers": {"x-a": "1\\r\\nx-b: 2"}}')
+        with pytest.raises(MalformedAnswer):
+            decode_response(payload)
+    with pytest.raises(MalformedAnswer, match="base64"):
+        decode_response(b'{"statusCode": 200, "body": "***", "isBase64Encoded": true}')
+    with pytest.raises(MalformedAnswer, match="invalid header"):
+        decode_response(b'{"statusCode": 200, "headers": {"x-a": "1\\r\\nx-b: 2"}}')
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -460,20 +446,14 @@ def test_unreachable_endpoint_is_a_connect_error(
 
 def test_targets_and_one_shared_client(fake_lambda: FakeLambda) -> None:
     arn = "arn:aws:lambda:us-east-1:123456789012:function:orders:live"
-    assert is_lambda_target("lambda:orders") and not is_lambda_target("https://b.example")
-    assert not is_lambda_target("lambda:")
-    assert lambda_function_name(f"lambda:{arn}") == arn
-    with pytest.raises(ValueError):
-        lambda_function_name("http://b.example")
-
     fake_lambda.functions["orders"] = echo
     fake_lambda.functions[arn] = echo
     call("orders")
-    upstream = LambdaInvokeUpstream.from_target(f"lambda:{arn}")
+    upstream = LambdaInvokeUpstream(arn)
     run(_exchange(upstream, "GET", "lambda:x/p"))
     assert fake_lambda.invocations[-1].name == arn
     assert fake_lambda.last_event["rawPath"] == "/p"
-    assert len(_lambda_upstream._clients) == 1  # both upstreams used the same boto3 client
+    assert len(clients._made) == 1  # both upstreams used the same boto3 client
 
 
 def test_concurrent_sends_do_not_block_the_loop(fake_lambda: FakeLambda) -> None:

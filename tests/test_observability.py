@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edge_router._observability import AccessLog
+from edge_router.observability.access_log import AccessLog
 from support import Backend, Reply, RouterServer, closed_port, function_url_event, wait_until, write_config
 
 
@@ -73,8 +73,9 @@ def test_server_mode_lines_are_written_without_waiting_for_a_batch(tmp_path: Pat
 
 
 def test_log_level_above_info_turns_request_lines_off() -> None:
-    from edge_router._observability import logger
+    from edge_router.observability.logs import app_logger
 
+    logger = app_logger()
     before = logger.log_level
     logger.setLevel("WARNING")  # what POWERTOOLS_LOG_LEVEL=WARNING does at start-up
     try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_router import _headers, _paths
+from edge_router.http import headers as _headers
+from edge_router.http import paths as _paths
 
 
 @pytest.mark.parametrize(
@@ -67,15 +68,16 @@ def _upstream(
     headers: list[tuple[bytes, bytes]], client: str | None = "198.51.100.1"
 ) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for name, value in _headers.upstream_request_headers(
-        headers,
-        host="b.example",
+    decoded = [(name.decode(), value.decode()) for name, value in headers]
+    forwarded = _headers.upstream_request_headers(
+        decoded,
         client=client,
         scheme="https",
         request_id="rid",
         via="1.1 edge-router",
         keep_content_length=False,
-    ):
+    )
+    for name, value in [("host", "b.example"), *forwarded]:  # each attempt adds its target's Host
         out.setdefault(name, []).append(value)
     return out
 

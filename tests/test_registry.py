@@ -13,12 +13,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import boto3
 import pytest
 
-from edge_router._config import BackendSpec
-from edge_router._exceptions import EdgeRouterError
-from edge_router._registry import (
+from edge_router.config.compile import backend_entries
+from edge_router.config.schema import BackendSpec
+from edge_router.exceptions import EdgeRouterError, RegistryError
+from edge_router.routing.registry import (
     Backend,
     BackendRegistry,
     ChainRegistry,
@@ -26,10 +26,10 @@ from edge_router._registry import (
     DynamoDBRegistry,
     EnvRegistry,
     InvalidBackend,
-    RegistryError,
     choose_backend,
     validate_backend_url,
 )
+from support import Clock, dynamodb_table
 
 TABLE = "edge-router-backends"
 SEED_ITEM = {
@@ -38,28 +38,12 @@ SEED_ITEM = {
 }
 
 
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def ids(backends: list[Backend]) -> list[str]:
     return [backend.id for backend in backends]
 
 
 def backends_table(name: str = TABLE) -> Any:
-    table = boto3.resource("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return table
+    return dynamodb_table(name)
 
 
 def entry(backend_id: str, url: str, **extra: str) -> dict[str, str]:
@@ -146,11 +130,13 @@ def test_env_registry_skips_a_non_url_with_a_warning_naming_the_variable(
 
 def test_config_registry_keeps_config_order_and_fills_names() -> None:
     registry = ConfigRegistry(
-        {
-            "ruby-rails": BackendSpec(url="https://rails.example", name="Rails"),
-            "unset": BackendSpec(url=""),  # a ${VAR} that was not set
-            "cf-d1": BackendSpec(url="https://gtd-d1.workers.dev", location="local", health_path="/up"),
-        }
+        backend_entries(
+            {
+                "ruby-rails": BackendSpec(url="https://rails.example", name="Rails"),
+                "unset": BackendSpec(url=""),  # a ${VAR} that was not set
+                "cf-d1": BackendSpec(url="https://gtd-d1.workers.dev", location="local", health_path="/up"),
+            }
+        )
     )
     assert registry.list_backends() == [
         Backend("ruby-rails", "Rails", "https://rails.example", "cloud"),
@@ -170,10 +156,12 @@ REGISTRIES: Mapping[str, BackendRegistry] = {
         }
     ),
     "cloud": ConfigRegistry(
-        {
-            "cf-d1": BackendSpec(url="https://gtd-d1.workers.dev"),
-            "ruby-rails": BackendSpec(url="https://rails.example"),
-        }
+        backend_entries(
+            {
+                "cf-d1": BackendSpec(url="https://gtd-d1.workers.dev"),
+                "ruby-rails": BackendSpec(url="https://rails.example"),
+            }
+        )
     ),
 }
 
@@ -357,16 +345,6 @@ def test_dynamodb_listing_is_cached_and_answers_lookups(aws: str) -> None:
     assert registry.get_backend("ruby-rails") is not None
 
 
-def test_dynamodb_clear_cache_reads_the_table_again(aws: str) -> None:
-    table = backends_table()
-    table.put_item(Item=SEED_ITEM)
-    registry = DynamoDBRegistry(TABLE, clock=Clock())
-    assert registry.get_backend("cf-d1") is not None
-    table.delete_item(Key={"id": "backend:cf-d1"})
-    registry.clear_cache()
-    assert registry.get_backend("cf-d1") is None
-
-
 MALFORMED = [
     ({"id": "backend:bad-json", "value": '{"id":"bad-json","url":'}, "not valid JSON"),
     ({"id": "backend:no-url", "value": '{"id":"no-url","name":"No URL"}'}, "no url"),
@@ -426,10 +404,12 @@ def test_chain_registry_prefers_config_then_falls_back_to_dynamodb(aws: str) -> 
     table.put_item(Item=entry("ruby-rails", "https://rails-from-table.example"))
     table.put_item(Item=entry("php-laravel", "https://php.example"))
     config = ConfigRegistry(
-        {
-            "ruby-rails": BackendSpec(url="https://rails-from-config.example"),
-            "dotnet-api": BackendSpec(url="https://dotnet.example"),
-        }
+        backend_entries(
+            {
+                "ruby-rails": BackendSpec(url="https://rails-from-config.example"),
+                "dotnet-api": BackendSpec(url="https://dotnet.example"),
+            }
+        )
     )
     cloud = ChainRegistry(config, DynamoDBRegistry(TABLE))
 

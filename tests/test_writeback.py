@@ -20,8 +20,7 @@ import boto3
 import pytest
 import yaml
 
-from edge_router._exceptions import ConfigError, ConfigInvalidError, ConfigSourceError
-from edge_router._writeback import (
+from edge_router.config.writeback import (
     Versioned,
     WriteConflict,
     WriteError,
@@ -32,6 +31,8 @@ from edge_router._writeback import (
     update,
     validate_priority_document,
 )
+from edge_router.exceptions import ConfigError, ConfigInvalidError, ConfigSourceError
+from support import dynamodb_table
 
 PARAM = "/edge-router/config"
 
@@ -331,14 +332,13 @@ def test_ssm_concurrent_write_during_the_change_is_not_lost(aws: str) -> None:
 
 
 @pytest.fixture
-def before_put_parameter(aws: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], None]], None]:
-    """Run an action just before each PutParameter that our code sends (real HTTP, via a botocore hook)."""
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
-    boto3.setup_default_session()
+def before_put_parameter(aws: str) -> Callable[[Callable[[], None]], None]:
+    """Run an action just before each PutParameter that our code sends (real HTTP, via a botocore hook
+    on the router's own SSM client; the `aws` fixture forgets that client afterwards)."""
+    from edge_router.aws import clients
 
     def install(action: Callable[[], None]) -> None:
-        assert boto3.DEFAULT_SESSION is not None
-        boto3.DEFAULT_SESSION.events.register("before-call.ssm.PutParameter", lambda **_: action())
+        clients.client("ssm").meta.events.register("before-call.ssm.PutParameter", lambda **_: action())
 
     return install
 
@@ -412,12 +412,7 @@ def test_ssm_invalid_flip_writes_nothing(aws: str) -> None:
 
 
 def config_table(name: str = "edge-router-config") -> Any:
-    return boto3.resource("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    return dynamodb_table(name)
 
 
 SOURCE = "dynamodb:edge-router-config/main"

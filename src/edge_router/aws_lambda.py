@@ -1,4 +1,5 @@
-"""The AWS Lambda entry point: `edge_router.aws_lambda.handler` (named in template.yaml).
+"""The AWS Lambda entry point named in template.yaml, `edge_router.aws_lambda.handler`: Mangum around
+the router, one event loop per process.
 
 One event loop, one router and one upstream client per process, built on the first invocation
 and reused by every warm invocation after it. Mangum runs with lifespan="off" (it would otherwise
@@ -16,30 +17,100 @@ text/plain one.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from contextlib import suppress
-from typing import Any
+from typing import Any, Protocol
 
 from mangum import Mangum
-from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from mangum.exceptions import UnexpectedMessage
+from mangum.handlers.api_gateway import HTTPGateway
 
-from ._app import EdgeRouter, new_request_id
-from ._config import DEFAULT_CORS
-from ._lambda_events import (
-    NON_HTTP_HANDLERS,
-    FunctionUrlHandler,
+from .app import EdgeRouter
+from .aws.function_url import (
     FunctionUrlResponse,
-    function_url_error,
+    encode_response,
+    error_response,
     is_http_event,
-    unknown_event,
+    scope_from_event,
     validate_function_url_event,
 )
-from ._observability import logger
-from ._proxy import Receive, Scope, Send
-from ._settings import Settings
+from .config.model import DEFAULT_CORS
+from .http.context import new_request_id
+from .observability.logs import app_logger
+from .settings import Settings
+from .types import Receive, Scope, Send
 
-# application/*+json and *+xml bodies (problem+json, hal+json, ...) go back as text, not base64.
-TEXT_MIME_TYPES = [*DEFAULT_TEXT_MIME_TYPES, "+json", "+xml"]
+
+class FunctionUrlHandler(HTTPGateway):
+    """Mangum's handler for function URL events, speaking `function_url.py`'s codec: the scope is
+    built once (Mangum's property rebuilds it per access) from `rawPath`, and the answer is encoded
+    without inventing a content type or exceeding the 6 MB envelope."""
+
+    @classmethod
+    def infer(cls, event: Any, context: Any, config: Any) -> bool:
+        return is_http_event(event)
+
+    def __init__(self, event: Any, context: Any, config: Any) -> None:
+        super().__init__(event, context, config)
+        self._scope = scope_from_event(event, context)
+
+    @property
+    def scope(self) -> Any:
+        return self._scope
+
+    def __call__(self, response: Any) -> dict[str, Any]:
+        return dict(
+            encode_response(
+                response["status"],
+                response["headers"],
+                response["body"],
+                request_id=_scope_request_id(self._scope),
+            )
+        )
+
+
+def _scope_request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            return str(value.decode("latin-1"))
+    return str(scope["aws.event"]["requestContext"].get("requestId", ""))
+
+
+class EventHooks(Protocol):
+    """What non-HTTP handlers may ask of the router."""
+
+    async def on_schedule(self, event: Any) -> dict[str, Any]: ...
+
+
+class NonHttpHandler(Protocol):
+    """Answers one kind of non-HTTP event; `infer` says whether it is that kind. Such events never
+    reach Mangum, which would raise "unable to infer a handler"; they run on the same loop."""
+
+    @staticmethod
+    def infer(event: Any) -> bool: ...
+
+    @staticmethod
+    def handle(event: Any, hooks: EventHooks) -> Awaitable[dict[str, Any]]: ...
+
+
+class ScheduledEventHandler:
+    @staticmethod
+    def infer(event: Any) -> bool:
+        return isinstance(event, dict) and (
+            event.get("detail-type") == "Scheduled Event" or event.get("source") == "aws.events"
+        )
+
+    @staticmethod
+    async def handle(event: Any, hooks: EventHooks) -> dict[str, Any]:
+        return await hooks.on_schedule(event)
+
+
+NON_HTTP_HANDLERS: list[type[NonHttpHandler]] = [ScheduledEventHandler]
+
+
+def unknown_event(event: Any) -> dict[str, Any]:
+    keys = sorted(map(str, event))[:10] if isinstance(event, dict) else type(event).__name__
+    return {"handled": False, "error": "unsupported event", "keys": keys}
 
 
 class LambdaAdapter:
@@ -53,7 +124,6 @@ class LambdaAdapter:
             self._guarded_router,
             lifespan="off",
             custom_handlers=[FunctionUrlHandler],
-            text_mime_types=TEXT_MIME_TYPES,
         )
         self._router_failed = False  # one invocation at a time per Lambda process
 
@@ -61,10 +131,10 @@ class LambdaAdapter:
         try:
             return self._handle(event, context)
         except Exception:  # the last resort: a Lambda error is never the answer
-            logger.exception("unexpected error handling a Lambda event; answering 500")
+            app_logger().exception("unexpected error handling a Lambda event; answering 500")
             # Built from nothing that might itself be broken: the default CORS, not the config's.
             message = "The router failed to handle this request"
-            return dict(function_url_error(500, message, _request_id(event, context), DEFAULT_CORS))
+            return dict(error_response(500, message, _request_id(event, context), DEFAULT_CORS))
 
     def _handle(self, event: Any, context: Any) -> dict[str, Any]:
         asyncio.set_event_loop(self.loop)
@@ -72,9 +142,9 @@ class LambdaAdapter:
             return self._non_http(event)
         problem = validate_function_url_event(event)
         if problem is not None:
-            logger.warning("refusing a malformed function URL event: %s", problem)
+            app_logger().warning("refusing a malformed function URL event: %s", problem)
             return dict(self._error(400, problem, event, context))
-        logger.set_correlation_id(event["requestContext"].get("requestId"))
+        app_logger().set_correlation_id(event["requestContext"].get("requestId"))
         self._router_failed = False
         try:
             response: dict[str, Any] = self._mangum(event, context)
@@ -92,7 +162,7 @@ class LambdaAdapter:
             await self.router(scope, receive, send)
         except Exception:
             self._router_failed = True
-            logger.exception("unexpected error in the router; answering 500")
+            app_logger().exception("unexpected error in the router; answering 500")
             # Mangum refuses (UnexpectedMessage) a start or a final body it already has: each
             # message is sent only if the exchange still needs it.
             with suppress(UnexpectedMessage):
@@ -101,15 +171,15 @@ class LambdaAdapter:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _error(self, status: int, message: str, event: Any, context: Any) -> FunctionUrlResponse:
-        config = self.router.config.status().config
+        config = self.router.config.current
         cors = config.cors_headers if config else DEFAULT_CORS
-        return function_url_error(status, message, _request_id(event, context), cors)
+        return error_response(status, message, _request_id(event, context), cors)
 
     def _non_http(self, event: Any) -> dict[str, Any]:
         for handler in NON_HTTP_HANDLERS:
             if handler.infer(event):
                 return self.loop.run_until_complete(handler.handle(event, self))
-        logger.warning(
+        app_logger().warning(
             "ignoring an event that is not a function URL request", extra={"event": unknown_event(event)}
         )
         return unknown_event(event)
@@ -135,11 +205,11 @@ def _request_id(event: Any, context: Any) -> str:
     return request_id if isinstance(request_id, str) and request_id else new_request_id()
 
 
-_adapter: LambdaAdapter | None = None
-
-
 def build_handler(settings: Settings | None = None) -> LambdaAdapter:
     return LambdaAdapter(EdgeRouter(settings or Settings.from_env()))
+
+
+_adapter: LambdaAdapter | None = None
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:

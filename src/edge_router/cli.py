@@ -14,9 +14,9 @@ DEMO_CONFIG = Path(__file__).parent / "demo" / "demo.json"
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from ._config import load_config
-    from ._exceptions import ConfigError, ConfigInvalidError
-    from ._sources import parse_source
+    from .config.load import load_config
+    from .config.sources import parse_source
+    from .exceptions import ConfigError, ConfigInvalidError
 
     try:
         config = load_config(parse_source(args.source).read(), os.environ)
@@ -36,13 +36,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _check(document: dict[str, Any]) -> None:
     """Validation for flip/push: the full schema, as the routers will load it."""
-    from ._config import load_config
+    from .config.load import load_config
 
     load_config(document, os.environ)
 
 
 def _report_write_error(exc: Exception) -> int:
-    from ._exceptions import ConfigInvalidError
+    from .exceptions import ConfigInvalidError
 
     if isinstance(exc, ConfigInvalidError):
         print(f"refused, nothing was written ({len(exc.problems)} problem(s)):", file=sys.stderr)
@@ -54,8 +54,8 @@ def _report_write_error(exc: Exception) -> int:
 
 
 def _flip(args: argparse.Namespace) -> int:
-    from ._exceptions import ConfigError
-    from ._writeback import flip
+    from .config.writeback import flip
+    from .exceptions import ConfigError
 
     source = args.config or os.environ.get("EDGE_ROUTER_CONFIG")
     if not source:
@@ -73,8 +73,8 @@ def _flip(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    from ._exceptions import ConfigError
-    from ._writeback import push
+    from .config.writeback import push
+    from .exceptions import ConfigError
 
     try:
         result = push(args.file, args.to, validate=_check)
@@ -85,12 +85,12 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from ._config import load_config
-    from ._exceptions import ConfigError
-    from ._explain import explain
-    from ._header_routing import HeaderRouting
-    from ._settings import Settings
-    from ._sources import parse_source
+    from .config.load import load_config
+    from .config.sources import parse_source
+    from .exceptions import ConfigError
+    from .routing.explain import explain
+    from .routing.header_routing import HeaderRouting
+    from .settings import Settings
 
     settings = Settings.from_env(config_source=args.config)
     try:
@@ -119,14 +119,14 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _schema(_: argparse.Namespace) -> int:
-    from ._config import config_json_schema
+    from .config.schema import config_json_schema
 
     print(json.dumps(config_json_schema(), indent=2))
     return 0
 
 
 async def _run_server(router: Any, host: str, port: int, announce: str | None = None) -> None:
-    from ._server import bind, connection_cap, make_server, raise_fd_limit
+    from .server import bind, connection_cap, make_server, raise_fd_limit
 
     before, after = raise_fd_limit()
     limits = router.settings.server
@@ -161,9 +161,9 @@ def _server_missing() -> int | None:
 def _serve(args: argparse.Namespace) -> int:
     if (missing := _server_missing()) is not None:
         return missing
-    from ._app import EdgeRouter
-    from ._server import new_event_loop
-    from ._settings import Settings
+    from .app import EdgeRouter
+    from .server import new_event_loop
+    from .settings import Settings
 
     router = EdgeRouter(Settings.from_env(config_source=args.config))
     router.control_app()  # a long-running server pays the control plane's import up front
@@ -180,7 +180,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     if (missing := _server_missing()) is not None:
         return missing
-    from ._server import new_event_loop
+    from .server import new_event_loop
 
     loop = new_event_loop()
     try:
@@ -193,9 +193,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _run_demo(host: str, port: int) -> None:
-    from ._app import EdgeRouter
-    from ._demo import start_demo_backend
-    from ._settings import Settings
+    from .app import EdgeRouter
+    from .demo import start_demo_backend
+    from .settings import Settings
 
     users, users_url = await start_demo_backend("users")
     orders, orders_url = await start_demo_backend("orders")

@@ -1,15 +1,26 @@
-"""Helpers for testing code that runs behind edge-router on Lambda (stdlib only, cheap to import).
+"""Helpers for testing with edge-router (stdlib only, cheap to import).
 
-`function_url_event()` builds a Lambda function URL request (payload 2.0) as AWS sends it: headers
-lower-cased with AWS's x-forwarded-* added, `rawPath` escaped as sent and `requestContext.http.path`
-unescaped, cookies in their own array, binary bodies base64-encoded.
+* `function_url_event()` builds a Lambda function URL request (payload 2.0) as AWS sends it:
+  headers lower-cased with AWS's x-forwarded-* added, `rawPath` escaped as sent and
+  `requestContext.http.path` unescaped, cookies in their own array, binary bodies base64-encoded.
+  It is the router's own codec (`aws/function_url.py`), so tests and the router agree on the format.
+* `FakeUpstream` is an `Upstream` without sockets, like httpx's `MockTransport`: a handler function
+  answers each request (or raises one of the upstream errors), and every request is kept, so a
+  guard or the attempt loop can be tested through the real pipeline:
+
+      upstream = FakeUpstream(lambda request: FakeResponse(200, body=b"ok"))
+      router = EdgeRouter(settings, upstream=upstream)
 """
 
 from __future__ import annotations
 
-import base64
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+
+from .aws.function_url import build_event
+from .upstream.base import WholeResponse
 
 
 def function_url_event(
@@ -23,47 +34,78 @@ def function_url_event(
     source_ip: str = "203.0.113.7",
     request_id: str = "req-1234",
 ) -> dict[str, Any]:
-    """A Lambda function URL (payload 2.0) event, as AWS sends it."""
+    """A Lambda function URL (payload 2.0) event, as AWS sends it (a `bytes` body goes base64)."""
+    domain = "abc123.lambda-url.us-east-1.on.aws"
     event_headers = {
-        "host": "abc123.lambda-url.us-east-1.on.aws",
+        "host": domain,
         "x-forwarded-proto": "https",
         "x-forwarded-port": "443",
         "x-forwarded-for": source_ip,
         "x-amzn-trace-id": "Root=1-00000000-000000000000000000000000",
     }
     event_headers.update({k.lower(): v for k, v in (headers or {}).items()})
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": raw_path,
-        "rawQueryString": query,
-        "headers": event_headers,
-        "requestContext": {
-            "accountId": "anonymous",
-            "apiId": "abc123",
-            "domainName": "abc123.lambda-url.us-east-1.on.aws",
-            "domainPrefix": "abc123",
-            "http": {
-                "method": method,
-                "path": unquote(raw_path),
-                "protocol": "HTTP/1.1",
-                "sourceIp": source_ip,
-                "userAgent": "test",
-            },
-            "requestId": request_id,
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "24/Nov/2026:12:00:00 +0000",
-            "timeEpoch": 1795521600000,
-        },
-        "isBase64Encoded": False,
-    }
-    if cookies:
-        event["cookies"] = cookies
-    if body is not None:
-        if isinstance(body, bytes):
-            event["body"] = base64.b64encode(body).decode()
-            event["isBase64Encoded"] = True
+    event = build_event(
+        method,
+        raw_path,
+        query=query,
+        headers=event_headers,
+        cookies=cookies or (),
+        body=body,
+        source_ip=source_ip,
+        request_id=request_id,
+        domain=domain,
+        user_agent="test",
+        now=1795521600.0,  # fixed, so events compare equal across runs
+    )
+    return dict(event)
+
+
+@dataclass
+class FakeRequest:
+    """One request as a `FakeUpstream` received it (the body read whole)."""
+
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    timeout: float
+
+    def header(self, name: str) -> str | None:
+        return next((value for key, value in self.headers if key.lower() == name.lower()), None)
+
+
+class FakeResponse(WholeResponse):
+    """A backend's answer for `FakeUpstream`: status, headers (bytes pairs) and a whole body."""
+
+    def __init__(
+        self, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None, body: bytes = b""
+    ) -> None:
+        given = [(b"content-type", b"text/plain")] if headers is None else headers
+        super().__init__(status, [*given, (b"content-length", str(len(body)).encode())], body)
+
+
+Handler = Callable[[FakeRequest], "FakeResponse | Awaitable[FakeResponse]"]
+
+
+class FakeUpstream:
+    """An `Upstream` whose answers come from `handler` (which may raise `UpstreamConnectError`,
+    `UpstreamTimeout` or `UpstreamProtocolError` to fake a failure). `requests` keeps them all."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self.requests: list[FakeRequest] = []
+
+    async def send(
+        self, method: str, url: str, headers: Sequence[tuple[str, str]], body: Any, timeout: float
+    ) -> FakeResponse:
+        if body is None or isinstance(body, bytes):
+            data = body or b""
         else:
-            event["body"] = body
-    return event
+            data = b"".join([chunk async for chunk in body])
+        request = FakeRequest(method, url, list(headers), data, timeout)
+        self.requests.append(request)
+        answer = self._handler(request)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    async def aclose(self) -> None:
+        pass

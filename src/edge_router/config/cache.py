@@ -1,0 +1,130 @@
+"""The in-process config cache: TTL on a monotonic clock, last-good fallback, one fetch at a time.
+
+* Within the TTL a request gets the cached config with no I/O and no await on I/O.
+* With no config loaded yet, requests wait for the (single) fetch.
+* Once the TTL has passed, the first request starts a refresh in a worker thread and every
+  request keeps being served the last good config meanwhile (stale-while-revalidate): a slow
+  SSM call never holds a request up, and boto3's blocking I/O never runs on the event loop.
+* A failed refresh keeps the last good config, logs why, and is retried after at most
+  `retry_seconds` (never on every request).
+* `refresh()` (used by POST /admin/cache-flush) drops the cached copy's freshness and waits for
+  a new read, so the caller learns at once whether the source is valid.
+* A failure is kept twice: `last_error`, the full reason (it may quote the source: a YAML line, a
+  URL with credentials), and `last_error_summary`, only its kind, which anyone may be shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ..exceptions import ConfigError, ConfigInvalidError, ConfigSourceError
+from .model import RouterConfig
+
+logger = logging.getLogger("edge_router.config")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStatus:
+    config: RouterConfig | None
+    loaded_at: str | None  # ISO-8601, wall clock, for humans
+    last_error: str | None
+    source: str
+    last_error_summary: str | None = None  # the kind of failure only: safe for anonymous callers
+
+
+def error_summary(exc: Exception) -> str:
+    """What kind of failure `exc` is, in words that quote nothing from the config or its source."""
+    if isinstance(exc, ConfigInvalidError):
+        count = len(exc.problems)
+        return f"the config is not valid ({count} problem{'' if count == 1 else 's'})"
+    if isinstance(exc, ConfigSourceError):
+        return "the config source could not be read"
+    return "the config could not be loaded (unexpected error)"
+
+
+class ConfigCache:
+    def __init__(
+        self,
+        load: Callable[[], RouterConfig],
+        *,
+        source: str,
+        ttl_seconds: float,
+        retry_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._source = source
+        self._ttl = ttl_seconds
+        self._retry = min(retry_seconds, ttl_seconds)
+        self._clock = clock
+        self._config: RouterConfig | None = None
+        self._fresh_until = float("-inf")
+        self._loaded_at: str | None = None
+        self._last_error: str | None = None
+        self._last_error_summary: str | None = None
+        self._inflight: asyncio.Future[RouterConfig | None] | None = None
+        self.fetches = 0
+
+    async def get(self) -> RouterConfig | None:
+        """The config to route this request with (None only when none was ever loaded)."""
+        if self._clock() < self._fresh_until:
+            return self._config
+        if self._config is None:
+            return await self.refresh()
+        self._start_refresh()
+        return self._config
+
+    async def refresh(self) -> RouterConfig | None:
+        """Read the source now (joining a read already under way) and wait for the outcome."""
+        return await asyncio.shield(self._start_refresh())
+
+    @property
+    def current(self) -> RouterConfig | None:
+        """The config in service now (no I/O, no refresh), or None before the first good load."""
+        return self._config
+
+    def status(self) -> CacheStatus:
+        return CacheStatus(
+            self._config, self._loaded_at, self._last_error, self._source, self._last_error_summary
+        )
+
+    def _start_refresh(self) -> asyncio.Future[RouterConfig | None]:
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._fetch())
+        return self._inflight
+
+    async def _fetch(self) -> RouterConfig | None:
+        self.fetches += 1
+        try:
+            config = await asyncio.to_thread(self._load)
+        except ConfigError as exc:
+            self._failed(str(exc), error_summary(exc))
+        except Exception as exc:  # an unexpected bug in a source must not take routing down
+            logger.exception("config: unexpected error reading %s", self._source)
+            self._failed(f"{type(exc).__name__}: {exc}", error_summary(exc))
+        else:
+            self._config = config
+            self._fresh_until = self._clock() + self._ttl
+            self._loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
+            self._last_error = self._last_error_summary = None
+            logger.info("config: loaded %s (%d routes)", self._source, len(config.routes))
+        finally:
+            self._inflight = None
+        return self._config
+
+    def _failed(self, reason: str, summary: str) -> None:
+        self._last_error, self._last_error_summary = reason, summary
+        self._fresh_until = self._clock() + self._retry
+        kept = "keeping the last good config" if self._config else "no config is loaded"
+        logger.warning(
+            "config: refresh of %s failed (%s); %s; next try in %.0f s",
+            self._source,
+            reason,
+            kept,
+            self._retry,
+        )

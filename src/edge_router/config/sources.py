@@ -1,0 +1,182 @@
+"""Config sources: where a config document is read from (CONTRACT section 2).
+
+    path/to/file.json|.yaml|.yml   a local file
+    ssm:/name/of/parameter         an SSM parameter (String or SecureString) holding JSON
+    dynamodb:TABLE/ID              the item whose key `id` is ID, its attribute `value` holding JSON
+
+Reads are synchronous (boto3 is); the config cache runs them in a worker thread. AWS calls go
+through `aws/clients.py` (one client per process, `AWS_ENDPOINT_URL` honoured, botocore errors
+mapped there). Powertools Parameters is not used for these reads: its cache would be bypassed
+anyway (it has no last-good fallback, so `ConfigCache` keeps its own) and its `GetParameterError`
+hides the AWS error code that tells "no such parameter" from "access denied".
+
+The parse helpers here (`parse_json_text`, `parse_file`, `plain`) are also what flip/push read
+with, so a document the router could not load is refused by them too. Every failure is a
+`ConfigSourceError` or `ConfigInvalidError`, a document nested too deeply for a parser included.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..aws.clients import aws_errors, client, error_code, resource
+from ..exceptions import ConfigInvalidError, ConfigSourceError
+from .load import TOO_DEEP
+
+
+class ConfigSource(Protocol):
+    """Reads one config document. `describe()` is what logs and /health name."""
+
+    def read(self) -> Any: ...
+
+    def describe(self) -> str: ...
+
+
+def _too_deep(where: str) -> ConfigInvalidError:
+    # The parsers recurse once per nesting level and raise RecursionError past the interpreter's
+    # limit, far beyond what `load_config` accepts: the reason given is the same.
+    return ConfigInvalidError([f"(document): {where} is {TOO_DEEP}"])
+
+
+def parse_json_text(text: str | bytes, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigInvalidError([f"(document): {where} is not valid JSON: {exc}"]) from None
+    except RecursionError:
+        raise _too_deep(where) from None
+
+
+def is_yaml(path: Path) -> bool:
+    return path.suffix.lower() in (".yaml", ".yml")
+
+
+def parse_file(path: Path, data: bytes) -> Any:
+    """A file's document: YAML for `.yaml`/`.yml`, else JSON; strict UTF-8 either way."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigInvalidError([f"(document): {path} is not UTF-8: {exc}"]) from None
+    if not is_yaml(path):
+        return parse_json_text(text, str(path))
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigInvalidError([f"(document): {path} is not valid YAML: {exc}"]) from None
+    except RecursionError:
+        raise _too_deep(str(path)) from None
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; make a document JSON-shaped again."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+def read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigSourceError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def ssm_parameter(selector: str) -> tuple[str, int, str]:
+    """(text, version, type) of an SSM parameter (`selector`: its name, or `name:version`)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        with aws_errors(ConfigSourceError, f"cannot read ssm:{selector}"):
+            parameter = client("ssm").get_parameter(Name=selector, WithDecryption=True)["Parameter"]
+    except ConfigSourceError as exc:
+        if isinstance(exc.__cause__, ClientError) and error_code(exc.__cause__) in (
+            "ParameterNotFound",
+            "ParameterVersionNotFound",
+        ):
+            raise ConfigSourceError(f"cannot read ssm:{selector}: no such parameter") from None
+        raise
+    return str(parameter["Value"]), int(parameter["Version"]), str(parameter["Type"])
+
+
+def dynamodb_item(table: str, item_id: str, *, consistent: bool = False) -> dict[str, Any] | None:
+    """The item whose key `id` is `item_id`, or None."""
+    with aws_errors(ConfigSourceError, f"cannot read dynamodb:{table}/{item_id}"):
+        answer = resource("dynamodb").Table(table).get_item(Key={"id": item_id}, ConsistentRead=consistent)
+    item = answer.get("Item")
+    return dict(item) if item is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    path: Path
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def read(self) -> Any:
+        return parse_file(self.path, read_file(self.path))
+
+
+@dataclass(frozen=True, slots=True)
+class SSMSource:
+    name: str
+
+    def describe(self) -> str:
+        return f"ssm:{self.name}"
+
+    def read(self) -> Any:
+        text, _, _ = ssm_parameter(self.name)
+        return parse_json_text(text, self.describe())
+
+
+@dataclass(frozen=True, slots=True)
+class DynamoDBSource:
+    table: str
+    item_id: str
+
+    def describe(self) -> str:
+        return f"dynamodb:{self.table}/{self.item_id}"
+
+    def read(self) -> Any:
+        item = dynamodb_item(self.table, self.item_id)
+        if item is None:
+            raise ConfigSourceError(f"cannot read {self.describe()}: no such item")
+        return document_of_item(item, self.describe())
+
+
+def document_of_item(item: dict[str, Any], where: str) -> Any:
+    """The document an item's `value` holds: a JSON string, or a map holding the document itself."""
+    value = item.get("value")
+    if isinstance(value, str | bytes):
+        return parse_json_text(value, where)
+    if not isinstance(value, dict):
+        raise ConfigInvalidError([f"(document): {where}: attribute value holds no JSON document"])
+    try:
+        return plain(value)
+    except RecursionError:
+        raise _too_deep(where) from None
+
+
+def parse_source(spec: str) -> ConfigSource:
+    """Turn a SOURCE string into a ConfigSource; ValueError says what is wrong with it."""
+    if spec.startswith("ssm:"):
+        name = spec[4:]
+        if not name:
+            raise ValueError("ssm: source needs a parameter name, e.g. ssm:/edge-router/config")
+        return SSMSource(name)
+    if spec.startswith("dynamodb:"):
+        table, _, item_id = spec[9:].partition("/")
+        if not table or not item_id:
+            raise ValueError("dynamodb: source needs TABLE/ID, e.g. dynamodb:edge-router-config/main")
+        return DynamoDBSource(table, item_id)
+    return FileSource(Path(spec))

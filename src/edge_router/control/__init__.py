@@ -1,0 +1,3 @@
+"""The control plane (FastAPI): health, discovery, config and admin endpoints, over the small
+`ControlHost` protocol of what it needs; imported only when a control path is first requested,
+and never by the data plane."""

@@ -1,0 +1,126 @@
+"""One request as every stage of the pipeline sees it, decoded once at the door.
+
+`RequestContext.from_scope` reads an ASGI scope (uvicorn's, or the one the Lambda adapter builds
+from a function URL event) and decodes what stages ask for: the normalised path (`paths`), the
+headers (names lower-case; values decoded as UTF-8 with `surrogateescape`, which is lossless:
+bytes that are not UTF-8 survive as lone surrogates and are refused only where headers are
+forwarded), the client address, the scheme and the request id. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import paths
+
+if TYPE_CHECKING:
+    from ..types import Scope
+
+# Request ids: a random per-process prefix and a counter. Unique without a getrandom syscall per
+# request (uuid4 was ~3% of the server's CPU); ids need to be unique, not unguessable.
+_ID_PREFIX = secrets.token_hex(8)
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+class RequestContext:
+    """What is known of one request, for every stage to read."""
+
+    __slots__ = (
+        "buffered",
+        "client",
+        "headers",
+        "http_version",
+        "method",
+        "path",
+        "query",
+        "raw_headers",
+        "raw_path",
+        "request_id",
+        "scheme",
+        "scope",
+        "started",
+        "unsafe_path",
+    )
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        raw_path: str,
+        query: bytes = b"",
+        raw_headers: list[tuple[bytes, bytes]] | None = None,
+        client: str | None = None,
+        scheme: str = "http",
+        request_id: str | None = None,
+        buffered: bool = False,
+        http_version: str = "1.1",
+        scope: Scope | None = None,
+    ) -> None:
+        self.scope: Scope = scope if scope is not None else {}
+        self.method = method
+        self.raw_path = raw_path  # the request target's path as received, one character per byte
+        self.query = query
+        self.raw_headers = raw_headers if raw_headers is not None else []
+        self.headers: list[tuple[str, str]] = [
+            (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+            for name, value in self.raw_headers
+        ]
+        self.client = client
+        self.scheme = scheme
+        self.buffered = buffered  # the body is whole already and the answer is buffered (Lambda)
+        self.http_version = http_version
+        self.request_id = request_id or self.header("x-request-id") or new_request_id()
+        self.unsafe_path: str | None = None  # why the path is refused (a guard answers 400)
+        try:
+            self.path = paths.normalize_path(raw_path)
+        except paths.UnsafePath as exc:
+            self.path, self.unsafe_path = raw_path, str(exc)
+        self.started = time.perf_counter()
+
+    @classmethod
+    def from_scope(cls, scope: Scope) -> RequestContext:
+        raw_path = scope.get("raw_path")
+        event: Any = scope.get("aws.event")
+        client = scope.get("client")
+        return cls(
+            method=scope["method"],
+            raw_path=raw_path.decode("latin-1") if raw_path else paths.quote_path(scope["path"]),
+            query=scope.get("query_string", b""),
+            raw_headers=scope["headers"],
+            client=client[0] if client else None,
+            scheme=scope.get("scheme", "http"),
+            request_id=None if event is None else _event_request_id(scope, event),
+            buffered=event is not None,
+            http_version=scope.get("http_version", "1.1"),
+            scope=scope,
+        )
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name` (lower-case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def header_map(self) -> dict[str, str]:
+        """Every header by name (the first value of a repeated one), for decisions that read several."""
+        found: dict[str, str] = {}
+        for key, value in self.headers:
+            found.setdefault(key, value)
+        return found
+
+
+def _event_request_id(scope: Scope, event: Any) -> str | None:
+    """On Lambda: a client's X-Request-Id wins, else the function URL's request id."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            return str(value.decode("utf-8", "surrogateescape"))
+    request_id = event["requestContext"].get("requestId")
+    return request_id if isinstance(request_id, str) and request_id else None

@@ -1,0 +1,31 @@
+"""The CloudWatch Embedded Metric Format block of every request line, built by Powertools Metrics
+once (on first use, not at import) and reused: per request only the timestamp and values change.
+
+CloudWatch Logs turns the `_aws` block of a JSON log line into metrics, so the request log and
+its metrics are one write: `Requests`, `Latency` (ms) and `UpstreamErrors` (failed attempts),
+dimensioned by route and service, in `POWERTOOLS_METRICS_NAMESPACE`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from .logs import service_name
+
+
+@functools.cache
+def metric_definitions() -> list[dict[str, Any]]:
+    """The EMF `CloudWatchMetrics` block for our three metrics, as Powertools builds it."""
+    from aws_lambda_powertools.metrics import Metrics, MetricUnit
+
+    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "EdgeRouter")
+    metrics = Metrics(namespace=namespace, service=service_name())
+    metrics.add_dimension(name="route", value="-")
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=0)
+    metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=0)
+    document = metrics.serialize_metric_set()
+    metrics.clear_metrics()
+    return [dict(definition) for definition in document["_aws"]["CloudWatchMetrics"]]
