@@ -1,6 +1,7 @@
-"""edge-router benchmark suite: one entry point, four sections, a table of numbers and ratios.
+"""edge-router benchmark suite: one entry point, five sections, a table of numbers and ratios.
 
-    .venv/bin/python bench/run.py [--quick] [--only server,lambda,cold,upstream] [--loadgen auto|wrk|python]
+    .venv/bin/python bench/run.py [--quick] [--only server,lambda,cold,upstream,failover]
+                                  [--loadgen auto|wrk|python]
 
 Sections (see bench/README.md for what every number means):
   server    req/s, p50, p99 through `edge-router serve`, nginx and a naive FastAPI+httpx proxy,
@@ -8,6 +9,8 @@ Sections (see bench/README.md for what every number means):
   lambda    µs per warm invocation of the Lambda handler vs a direct aiohttp GET vs FastAPI+Mangum
   cold      import + build + first invocation in fresh processes, router vs FastAPI+Mangum
   upstream  aiohttp vs httpx as the upstream client
+  failover  circuit breakers at work: a provider that hangs (latency until its circuit opens, then
+            vs a healthy route) and a backend SIGKILLed mid-load (errors, time until traffic moved)
 
 Everything listens on 127.0.0.1 only; every loop is bounded in count and time; every child process
 leads its own process group and is stopped in a `finally`.
@@ -16,10 +19,12 @@ leads its own process group and is stopped in a `finally`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -39,6 +44,7 @@ from _common import (
     Children,
     free_port,
     median,
+    new_event_loop,
     router_config,
     start_backend,
     vm_hwm_kib,
@@ -46,7 +52,7 @@ from _common import (
     write_json,
 )
 
-SECTIONS = ("server", "lambda", "cold", "upstream")
+SECTIONS = ("server", "lambda", "cold", "upstream", "failover")
 PATH = "/bench"
 STATIC = "ref: uvicorn static"  # reference rows (bench/_floor.py)
 FLOOR = "ref: bare ASGI proxy"
@@ -57,6 +63,11 @@ TARGET_VS_NAIVE = 15.0  # router req/s >= 15 x naive at c=32
 TARGET_ADDED_P50_MS = 0.2  # router p50 - direct p50 at c=1
 TARGET_LAMBDA_RATIO = 1.5  # warm invocation / direct GET
 TARGET_COLD_RATIO = 1.0  # router cold start / FastAPI+Mangum hello cold start
+TARGET_FAILOVER_ADDED_MS = 10.0  # p50 of a pool whose first provider's circuit is open - p50 direct
+
+# Failover section: what the router does when the config says nothing (README, CONTRACT section 7).
+PRIORITY_TIMEOUT_MS = 2500  # seed 003's per-attempt timeout, the priority format's default
+POOL_FAILURE_THRESHOLD = 5  # a pool's default breaker: 5 failures in 60 s open it (for 30 s)
 
 
 @dataclass
@@ -70,11 +81,16 @@ class Plan:
     cold_runs: int
     client_n: int
     client_s: float
+    hang_timeout_ms: int | None = None  # None: the priority format's default (PRIORITY_TIMEOUT_MS)
+    hang_n: int = 200  # requests to /app and to /direct once the hanging provider's circuit is open
+    kill_total: int = 2000  # requests of the kill scenario
+    kill_after: int = 500  # backend B is killed once request #kill_after was sent
+    kill_workers: int = 16
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
         if quick:
-            return cls(True, 2.0, 1.0, 300, 3, 100, 4, 500, 1.5)
+            return cls(True, 2.0, 1.0, 300, 3, 100, 4, 500, 1.5, hang_timeout_ms=500)
         return cls(False, 5.0, 1.0, 1000, 5, 300, 9, 2000, 3.0)
 
 
@@ -268,19 +284,33 @@ http {{
     return proc, port
 
 
-def start_router(bench: Bench) -> tuple[subprocess.Popen[Any], int]:
+def start_router(
+    bench: Bench,
+    config_path: Path | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    ready_path: str = PATH,
+    name: str = "router",
+) -> tuple[subprocess.Popen[Any], int]:
     port = free_port()
     script = Path(bench.python).parent / "edge-router"
     command = [str(script)] if script.exists() else [bench.python, "-m", "edge_router.cli"]
-    errors = (bench.tmp / "router-stderr.log").open("w")
+    config = config_path or bench.config_path
+    log_path = bench.tmp / f"{name}-stderr.log"
+    errors = log_path.open("w")
     # stdout carries one JSON log line per request: /dev/null, as a log shipper would take it away.
     proc = bench.children.start(
-        [*command, "serve", "--config", str(bench.config_path), "--host", LOOPBACK, "--port", str(port)],
+        [*command, "serve", "--config", str(config), "--host", LOOPBACK, "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=errors,
+        env=env,
     )
     errors.close()
-    wait_http(port, PATH, 20, proc)
+    try:
+        wait_http(port, ready_path, 20, proc)
+    except RuntimeError as exc:
+        bench.children.stop(proc)
+        raise RuntimeError(f"{exc}\n{name} stderr:\n{log_path.read_text()[-3000:]}") from None
     return proc, port
 
 
@@ -686,6 +716,350 @@ def run_upstream(bench: Bench) -> None:
     }
 
 
+# ---------------------------------------------------------------------------------------------- failover
+
+
+def run_async(coroutine: Any) -> Any:
+    """Run one coroutine on a fresh loop (uvloop when installed). On Ctrl-C or SIGTERM the Runner
+    cancels what is left and lets it close its sessions before the children are stopped."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(coroutine)
+
+
+def failover_router(
+    bench: Bench, name: str, document: dict[str, Any]
+) -> tuple[subprocess.Popen[Any], str, str]:
+    """`edge-router serve` on `document` with an admin key; returns it, its URL and the key."""
+    key = secrets.token_hex(16)
+    config = write_json(bench.tmp / f"{name}.json", document)
+    # Per-process circuit state only: a STATE_TABLE from the caller's environment would share it.
+    env = {var: value for var, value in os.environ.items() if var != "STATE_TABLE"}
+    env["ADMIN_KEY"] = key
+    proc, port = start_router(bench, config, env=env, ready_path="/health", name=name)
+    return proc, f"http://{LOOPBACK}:{port}", key
+
+
+def run_failover(bench: Bench) -> None:
+    failover_hanging(bench)
+    failover_killed(bench)
+
+
+def failover_hanging(bench: Bench) -> None:
+    """A priority config whose first provider accepts, reads and never answers (bench/_hang.py)."""
+    import _failover
+
+    plan = bench.plan
+    timeout_ms = plan.hang_timeout_ms or PRIORITY_TIMEOUT_MS
+    timeout_label = (
+        f"timeout_ms {timeout_ms} (--quick)"
+        if plan.hang_timeout_ms
+        else f"seed default timeout {timeout_ms} ms"
+    )
+    log(f"failover: hanging provider ({timeout_label}; each request costs that until the circuit opens)")
+    stats = bench.tmp / "hang-stats.json"
+    hang, hang_port = _failover.start_port_child(
+        bench.children,
+        [bench.python, str(BENCH_DIR / "_hang.py"), "--stats", str(stats)],
+        "the hanging provider (bench/_hang.py)",
+    )
+    router = None
+    try:
+        hang_url = f"http://{LOOPBACK}:{hang_port}"
+        document: dict[str, Any] = {
+            "global_priority": "12",
+            "routes": {"direct": {"priority": "2"}},
+            "providers": {"1": hang_url, "2": bench.backend_url},
+        }
+        if plan.hang_timeout_ms:
+            document["timeout_ms"] = plan.hang_timeout_ms
+        router, router_url, key = failover_router(bench, "router-hang", document)
+        result = run_async(
+            asyncio.wait_for(
+                _failover.hanging_provider(
+                    router=router_url,
+                    admin_key=key,
+                    hang_backend=hang_url,
+                    stats=stats,
+                    timeout_ms=timeout_ms,
+                    max_before=3 * POOL_FAILURE_THRESHOLD,
+                    n_after=plan.hang_n,
+                    warmup=20,
+                ),
+                timeout=3 * POOL_FAILURE_THRESHOLD * (timeout_ms / 1000 + 2) + 120,
+            )
+        )
+    finally:
+        if router is not None:
+            bench.children.stop(router)
+        bench.children.stop(hang)
+
+    before, after, direct = result["before"], result["after"], result["direct"]
+    opened_after = result["opened_after_requests"]
+    s_before = _failover.summarize_ms([r["ms"] for r in before])
+    s_after = _failover.summarize_ms([r["ms"] for r in after])
+    s_direct = _failover.summarize_ms([r["ms"] for r in direct])
+
+    def answers(records: list[dict[str, Any]]) -> str:
+        counts: dict[str, int] = {}
+        for r in records:
+            what = str(r["status"]) if r["error"] is None else "error"
+            if r["backend"] == bench.backend_url:
+                what += " from 2"
+            elif r["backend"] == hang_url:
+                what += " from 1"
+            counts[what] = counts.get(what, 0) + 1
+        return ", ".join(f"{n} x {what}" for what, n in sorted(counts.items())) or "-"
+
+    rows = [
+        [
+            "/app before provider 1's circuit opened",
+            str(s_before["n"]),
+            fmt_ms(s_before["p50_ms"]),
+            fmt_ms(s_before["p99_ms"]),
+            "",
+            answers(before),
+        ],
+        [
+            "/app once it is OPEN",
+            str(s_after["n"]),
+            f"{s_after['p50_ms']:.2f} ms" if after else "-",
+            f"{s_after['p99_ms']:.2f} ms" if after else "-",
+            f"{s_after['p50_ms'] - s_direct['p50_ms']:+.2f} ms" if after else "-",
+            answers(after),
+        ],
+        [
+            "/direct (provider 2 alone)",
+            str(s_direct["n"]),
+            f"{s_direct['p50_ms']:.2f} ms" if direct else "-",
+            f"{s_direct['p99_ms']:.2f} ms" if direct else "-",
+            "",
+            answers(direct),
+        ],
+    ]
+    table(
+        f"5a. Failover: hanging provider  (priority format, providers 1 = never answers, 2 = backend;"
+        f" {timeout_label}; sequential GETs)",
+        ["requests", "n", "p50", "p99", "p50 vs direct", "answers"],
+        rows,
+    )
+    per_request = ", ".join(f"{r['ms']:.0f}" for r in before)
+    at_open, at_end = result["circuit_at_open"], result["circuit_at_end"]
+    hang_open, hang_end = result["hang_at_open"], result["hang_at_end"]
+    print(f"   before the circuit opened, ms per request: {per_request}")
+    print(
+        "   provider 1's circuit: "
+        + (
+            f"OPEN after {opened_after} requests (pool default threshold {POOL_FAILURE_THRESHOLD});"
+            if opened_after
+            else f"still {at_end.get('state')} after {len(before)} requests;"
+        )
+        + f" at the end {at_end.get('state')}, failures {at_end.get('failures')},"
+        f" total {at_end.get('total_failures')}, next attempt {at_end.get('next_attempt')}"
+    )
+    print(
+        f"   requests that reached provider 1: {hang_open.get('requests', '?')} until it opened,"
+        f" {hang_end.get('requests', 0) - hang_open.get('requests', 0)} after;"
+        f" connections still open to it at the end: {hang_end.get('open', '?')}"
+    )
+    added = s_after["p50_ms"] - s_direct["p50_ms"] if after and direct else None
+    ok = None if added is None else added <= TARGET_FAILOVER_ADDED_MS
+    print(
+        f"   /app p50 once OPEN - /direct p50: {fmt_ms(added) if added is None else f'{added:.2f} ms'}"
+        f"   target <= {TARGET_FAILOVER_ADDED_MS:g} ms  {verdict(ok)}"
+    )
+    bench.check(
+        "failover: hanging provider, /app p50 once OPEN - /direct p50",
+        "-" if added is None else f"{added:.2f} ms",
+        f"<= {TARGET_FAILOVER_ADDED_MS:g} ms",
+        ok,
+    )
+    bench.check(
+        "failover: hanging provider, requests until its circuit opened",
+        str(opened_after) if opened_after else f"not open after {len(before)}",
+        "",
+        None,
+    )
+    bench.check("failover: hanging provider, /app p50 before it opened", fmt_ms(s_before["p50_ms"]), "", None)
+    bench.results.setdefault("failover", {})["hanging_provider"] = {
+        "timeout_ms": timeout_ms,
+        "timeout_is_default": plan.hang_timeout_ms is None,
+        "requests_to_open": opened_after,
+        "before": before,
+        "before_summary": s_before,
+        "after_summary": s_after,
+        "direct_summary": s_direct,
+        "after_minus_direct_p50_ms": added,
+        "circuit_at_open": at_open,
+        "circuit_at_end": at_end,
+        "hang_provider_at_open": hang_open,
+        "hang_provider_at_end": hang_end,
+    }
+
+
+def error_summary(record: dict[str, Any]) -> str:
+    """A failed request in one line: the transport error, or the status and the router's message."""
+    if record["error"] is not None:
+        return str(record["error"])
+    try:
+        message = json.loads(record["body"] or "")["message"]
+    except (ValueError, KeyError, TypeError):
+        message = (record["body"] or "").strip()[:120]
+    return f"{record['status']} {message}"
+
+
+def failover_killed(bench: Bench) -> None:
+    """A round-robin pool of two backends; B is SIGKILLed once request #kill_after was sent."""
+    import _failover
+
+    plan = bench.plan
+    log(
+        f"failover: backend killed mid-load ({plan.kill_workers} workers, {plan.kill_total} requests,"
+        f" SIGKILL B after #{plan.kill_after})"
+    )
+    backend_a, port_a = start_backend(bench.children, bench.python)
+    backend_b: subprocess.Popen[Any] | None = None
+    router = None
+    try:
+        backend_b, port_b = start_backend(bench.children, bench.python)
+        url_a, url_b = f"http://{LOOPBACK}:{port_a}", f"http://{LOOPBACK}:{port_b}"
+        document = {"routes": [{"prefix": PATH, "targets": [url_a, url_b], "strategy": "round_robin"}]}
+        router, router_url, key = failover_router(bench, "router-kill", document)
+        victim = backend_b
+
+        def kill() -> None:
+            os.killpg(victim.pid, signal.SIGKILL)  # its own process group: the backend alone
+
+        result = run_async(
+            asyncio.wait_for(
+                _failover.killed_backend(
+                    router=router_url,
+                    admin_key=key,
+                    path=PATH,
+                    backend_a=url_a,
+                    backend_b=url_b,
+                    kill=kill,
+                    workers=plan.kill_workers,
+                    total=plan.kill_total,
+                    kill_after=plan.kill_after,
+                    warmup=100,
+                ),
+                timeout=120,
+            )
+        )
+        victim.wait(timeout=10)  # reaped; it died of SIGKILL
+    finally:
+        if router is not None:
+            bench.children.stop(router)
+        if backend_b is not None:
+            bench.children.stop(backend_b)
+        bench.children.stop(backend_a)
+
+    records: list[dict[str, Any]] = result["records"]
+    for r in records:
+        r["ms"] = r["end_ms"] - r["start_ms"]
+        r["failed"] = r["error"] is not None or r["status"] != 200
+    phases = {
+        "done before the kill": [r for r in records if r["end_ms"] <= 0],
+        "in flight at the kill": [r for r in records if r["start_ms"] < 0 < r["end_ms"]],
+        "sent after the kill": [r for r in records if r["start_ms"] >= 0],
+        "all": records,
+    }
+    rows = []
+    summaries: dict[str, Any] = {}
+    for name, group in phases.items():
+        s = _failover.summarize_ms([r["ms"] for r in group])
+        by_a = sum(1 for r in group if r["backend"] == url_a and not r["failed"])
+        by_b = sum(1 for r in group if r["backend"] == url_b and not r["failed"])
+        failed = sum(1 for r in group if r["failed"])
+        summaries[name] = {**s, "by_a": by_a, "by_b": by_b, "errors": failed}
+        rows.append(
+            [
+                name,
+                str(len(group)),
+                str(by_a),
+                str(by_b),
+                str(failed),
+                "-" if not group else f"{s['p50_ms']:.2f} ms",
+                "-" if not group else f"{s['p99_ms']:.2f} ms",
+                "-" if not group else f"{s['max_ms']:.2f} ms",
+            ]
+        )
+    table(
+        f"5b. Failover: backend killed mid-load  (round_robin over A and B, {plan.kill_workers} workers,"
+        f" {plan.kill_total} requests, SIGKILL B once #{plan.kill_after} was sent)",
+        ["requests", "n", "200 by A", "200 by B", "errors", "p50", "p99", "max"],
+        rows,
+    )
+
+    errors = [r for r in records if r["failed"]]
+    in_flight = {r["n"] for r in phases["in flight at the kill"]}
+    stray = [r for r in errors if r["n"] not in in_flight]
+    transport = sum(1 for r in errors if r["error"] is not None)
+    print(
+        f"   client-visible errors: {len(errors)} ({len(errors) - transport} non-200, {transport} transport);"
+        f" {len(errors) - len(stray)} of them among the {len(in_flight)} requests in flight at the kill"
+    )
+    for r in errors[:10]:
+        print(
+            f"     #{r['n']} sent {r['start_ms']:+.1f} ms, answered {r['end_ms']:+.1f} ms: {error_summary(r)}"
+        )
+    if len(errors) > 10:
+        print(f"     ... and {len(errors) - 10} more (all in the JSON results)")
+    last_b = max((r["end_ms"] for r in records if r["backend"] == url_b and r["end_ms"] > 0), default=None)
+    last_error = max((r["end_ms"] for r in errors), default=None)
+    last_failure = result["last_failure_on_b_ms"]
+    moments = [m for m in (last_b, last_error, last_failure) if m is not None]
+    moved = max(moments) if moments else 0.0
+
+    def at(value: float | None) -> str:
+        return "none" if value is None else f"{value:+.1f} ms"
+
+    circuit_b, circuit_a = result["circuit_b"], result["circuit_a"]
+    print(
+        f"   traffic fully moved {moved:.1f} ms after the kill: last answer from B {at(last_b)},"
+        f" last failed attempt on B (router's last_failure, ms precision) {at(last_failure)},"
+        f" last client error {at(last_error)}"
+    )
+    print(
+        f"   B's circuit: {circuit_b.get('state')} (failures {circuit_b.get('failures')},"
+        f" total {circuit_b.get('total_failures')}, next attempt {circuit_b.get('next_attempt')});"
+        f" A's: {circuit_a.get('state')} (failures {circuit_a.get('failures')})"
+    )
+    after = summaries["sent after the kill"]
+    ok = not stray
+    bench.check(
+        "failover: backend killed, client errors outside the requests in flight at the kill",
+        f"{len(stray)} (of {len(errors)} errors)",
+        "0",
+        ok,
+    )
+    bench.check("failover: backend killed, traffic fully moved after", f"{moved:.1f} ms", "", None)
+    bench.check("failover: backend killed, B's circuit", str(circuit_b.get("state")), "", None)
+    bench.check(
+        "failover: backend killed, p50 / p99 after the kill",
+        f"{after['p50_ms']:.2f} / {after['p99_ms']:.2f} ms",
+        "",
+        None,
+    )
+    bench.results.setdefault("failover", {})["backend_killed"] = {
+        "workers": plan.kill_workers,
+        "requests": plan.kill_total,
+        "kill_after": plan.kill_after,
+        "backend_a": url_a,
+        "backend_b": url_b,
+        "phases": summaries,
+        "errors": errors,
+        "errors_outside_in_flight": len(stray),
+        "in_flight_at_kill": [r for r in records if r["n"] in in_flight],
+        "last_answer_from_b_ms": last_b,
+        "last_failed_attempt_on_b_ms": last_failure,
+        "last_error_ms": last_error,
+        "traffic_moved_ms": moved,
+        "circuit_b": circuit_b,
+        "circuit_a": circuit_a,
+    }
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -761,7 +1135,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             _backend, bench.backend_port = start_backend(children, bench.python)
             bench.backend_url = f"http://{LOOPBACK}:{bench.backend_port}"
             bench.config_path = write_json(bench.tmp / "router.json", router_config(bench.backend_url))
-            runners = {"server": run_server, "lambda": run_lambda, "cold": run_cold, "upstream": run_upstream}
+            runners = {
+                "server": run_server,
+                "lambda": run_lambda,
+                "cold": run_cold,
+                "upstream": run_upstream,
+                "failover": run_failover,
+            }
             for section in SECTIONS:
                 if section in args.sections:
                     runners[section](bench)
@@ -773,7 +1153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         table(
             "Targets",
             ["", "value", "target", ""],
-            [[name, value, target, verdict(ok)] for name, value, target, ok in bench.checks],
+            # a row without a target is informational: no verdict
+            [
+                [name, value, target, verdict(ok) if target else ""]
+                for name, value, target, ok in bench.checks
+            ],
         )
     print(f"\n  total time {elapsed:.0f}s")
     if not args.no_json:

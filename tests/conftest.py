@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -59,3 +60,29 @@ def lambda_adapter() -> Iterator[Callable[..., Any]]:
     for adapter in made:
         adapter.loop.run_until_complete(adapter.router.upstream.aclose())
         adapter.loop.close()
+
+
+@pytest.fixture
+def atomic_puts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's PutItem made atomic, as DynamoDB's is.
+
+    DynamoDB evaluates a condition and writes the item as one step. moto (5.2, `Table.put_item`)
+    reads the stored item, evaluates the condition and stores the new one without a lock, on a
+    threaded server: about one race in a thousand, two writers both passed `version = N` there.
+    Its server runs in this process, so a lock around that method restores DynamoDB's guarantee;
+    the requests still race over HTTP.
+    """
+    from moto.dynamodb.models.table import Table
+
+    lock = threading.Lock()
+    put_item = Table.put_item
+    calls: list[None] = []
+
+    def atomic_put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            calls.append(None)
+            return put_item(self, *args, **kwargs)
+
+    monkeypatch.setattr(Table, "put_item", atomic_put_item)
+    yield
+    assert calls, "the moto server did not run the patched put_item (not in this process?)"

@@ -44,7 +44,12 @@ def test_seed_002_feature_blocks_load_and_are_flagged_as_not_enforced() -> None:
     }
     config = load_config(document, {})
     assert config.routes[0].target.base_path == "/api/data"
-    assert any("circuit_breaker" in w and "not enforced" in w for w in config.warnings)
+    assert any("cache" in w and "not enforced" in w for w in config.warnings)
+    # the circuit breaker is enforced now: the seed's block compiles into the route's policy
+    assert not any("circuit_breaker" in w for w in config.warnings)
+    breaker = config.routes[0].breaker
+    assert breaker is not None
+    assert (breaker.failure_threshold, breaker.open_timeout_s, breaker.half_open_attempts) == (5, 60.0, 3)
 
 
 def test_camel_and_snake_case_keys() -> None:

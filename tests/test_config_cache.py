@@ -150,3 +150,36 @@ def test_slow_fetch_never_blocks_the_event_loop() -> None:
         return ticks
 
     assert run(scenario()) >= 10
+
+
+def test_with_no_config_yet_a_failed_read_is_retried_at_once_and_soon_after() -> None:
+    clock = Clock()
+    # Two source errors (a throttled SSM, say) and then the config: the first request gets it.
+    source = Source(ConfigSourceError("throttled"), ConfigSourceError("throttled"), config_for("a"))
+    c = ConfigCache(source, source="test", ttl_seconds=100, retry_seconds=60, clock=clock, jitter=lambda: 0.5)
+    assert prefix(run(c.get())) == "/a"
+    assert source.reads == 3
+
+    always = Source(ConfigSourceError("throttled"))
+    c = ConfigCache(always, source="test", ttl_seconds=100, retry_seconds=60, clock=clock, jitter=lambda: 0.5)
+    assert run(c.get()) is None
+    assert always.reads == 3
+    clock.now += 0.9
+    run(c.get())
+    assert always.reads == 3  # not on every request ...
+    clock.now += 0.2
+    run(c.get())
+    assert always.reads == 6  # ... but a second later, not a minute later
+    clock.now += 1.9
+    run(c.get())
+    assert always.reads == 6  # the pause doubles: 1 s, 2 s, 4 s ... up to retry_seconds
+    clock.now += 0.2
+    run(c.get())
+    assert always.reads == 9
+
+
+def test_an_invalid_document_is_not_read_again_at_once() -> None:
+    clock, source = Clock(), Source(ConfigInvalidError(["routes: is required"]))
+    c = ConfigCache(source, source="test", ttl_seconds=100, retry_seconds=60, clock=clock, jitter=lambda: 0.5)
+    assert run(c.get()) is None
+    assert source.reads == 1  # re-reading it within the same second cannot make it valid

@@ -176,3 +176,32 @@ def test_no_config_is_a_503_without_the_reason_unless_debug_errors(tmp_path: Pat
     detail = call(debug, "GET", "/api/x").json()["detail"]
     assert "routes[0].target" in detail and "ftp://***@a.test" in detail and "S3cret" not in detail
     assert upstream.requests == []
+
+
+def test_the_retry_budget_stops_fallbacks_beyond_its_share(tmp_path: Path) -> None:
+    def backends(request: FakeRequest) -> FakeResponse:
+        if request.url.startswith("http://a.test"):
+            raise UpstreamTimeout("slow")  # it may have done the work: a fallback would do it twice
+        return FakeResponse(200, body=b"from b")
+
+    upstream = FakeUpstream(backends)
+    document = {**POOL, "retry_budget": {"percent": 20, "min_retries": 0}}
+    router = router_for(tmp_path, document, upstream)
+    answer = call(router, "GET", "/api/x")
+    assert answer.status == 504  # one request in flight: 20 % of it is no retry at all
+    assert "retry budget" in answer.json()["message"]
+    assert [r.url for r in upstream.requests] == ["http://a.test/x"]
+    generous = router_for(tmp_path, POOL, FakeUpstream(backends))  # the default floor: 3 at once
+    assert call(generous, "GET", "/api/x").status == 200
+
+
+def test_a_fallback_after_a_refused_connection_spends_no_retry_budget(tmp_path: Path) -> None:
+    def backends(request: FakeRequest) -> FakeResponse:
+        if request.url.startswith("http://a.test"):
+            raise UpstreamConnectError("refused")  # nothing was delivered
+        return FakeResponse(200, body=b"from b")
+
+    upstream = FakeUpstream(backends)
+    router = router_for(tmp_path, {**POOL, "retry_budget": {"percent": 20, "min_retries": 0}}, upstream)
+    assert call(router, "GET", "/api/x").status == 200
+    assert [r.url for r in upstream.requests] == ["http://a.test/x", "http://b.test/x"]

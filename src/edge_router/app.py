@@ -35,7 +35,11 @@ from .observability.access_log import RequestRecorder
 from .observability.logs import app_logger
 from .observability.outcome import RequestOutcome
 from .proxy.forward import ProxyApp
+from .resilience.monitor import HealthMonitor, ProbeTarget
+from .resilience.store import StateStore
+from .resilience.tracker import BackendTracker
 from .routing.header_routing import HeaderRouting
+from .routing.inventory import KnownBackend, known_backends
 from .settings import Settings
 from .types import Header, Message, Receive, Scope, Send
 from .upstream.aiohttp import AiohttpUpstream
@@ -90,20 +94,43 @@ class EdgeRouter:
         self.upstream = upstream or AiohttpUpstream()
         self.recorder = RequestRecorder()
         self.header_routing = HeaderRouting(settings)
+        self.tracker = BackendTracker(store=_state_store(settings))
+        self.health = HealthMonitor(self.tracker, self.upstream)
         self.proxy = ProxyApp(
             upstream=self.upstream,
             recorder=self.recorder,
             settings=settings,
             header_routing=self.header_routing,
+            tracker=self.tracker,
             config_error=lambda: self.config.status().last_error,
         )
         self._framing = RequestFramingGuard()
         self._admin_gate = AdminGate(settings.admin_key)
         self._control: Any = None
-        self._flusher: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     def _load(self) -> RouterConfig:
         return load_config(self.source.read(), os.environ)
+
+    async def backends(self) -> list[KnownBackend]:
+        """Every backend the router can reach (CONTRACT section 7), once each."""
+        config = await self.config.get()
+        if config is None:
+            return []
+        self.tracker.configure(config)
+        return await known_backends(config, self.header_routing)
+
+    async def probe_targets(self) -> list[ProbeTarget]:
+        """The backends with a health policy (their own, else the config's), as the monitor probes them."""
+        config = self.config.current
+        if config is None or (config.health is None and not any(b.health for b in config.backends.values())):
+            return []  # nothing to probe: no listing either (it may scan a DynamoDB registry)
+        targets = []
+        for backend in await self.backends():
+            policy = backend.health or config.health
+            if backend.target is not None and policy is not None:
+                targets.append(ProbeTarget(backend.id, backend.target, backend.health_path, policy))
+        return targets
 
     def control_app(self) -> Any:
         if self._control is None:
@@ -170,11 +197,15 @@ class EdgeRouter:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.config.get()
-                self._flusher = asyncio.ensure_future(self._flush_access_log())
+                self._background = [
+                    asyncio.ensure_future(self._flush_access_log()),
+                    asyncio.ensure_future(self.health.run(self.probe_targets)),
+                ]
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._flusher is not None:
-                    self._flusher.cancel()
+                for task in self._background:
+                    task.cancel()
+                await asyncio.gather(*self._background, return_exceptions=True)
                 self.recorder.flush()
                 await self.upstream.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -185,6 +216,14 @@ class EdgeRouter:
         while True:
             await asyncio.sleep(0.5)
             self.recorder.flush()
+
+
+def _state_store(settings: Settings) -> StateStore | None:
+    if not settings.state_table:
+        return None
+    from .resilience.dynamodb_store import DynamoDBStateStore
+
+    return DynamoDBStateStore(settings.state_table)
 
 
 def _with_headers(send: Send, extra: tuple[Header, ...], request_id: str) -> Send:

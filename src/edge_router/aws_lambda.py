@@ -17,6 +17,7 @@ text/plain one.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from contextlib import suppress
 from typing import Any, Protocol
@@ -35,7 +36,7 @@ from .aws.function_url import (
     validate_function_url_event,
 )
 from .config.model import DEFAULT_CORS
-from .http.context import new_request_id
+from .http.context import DEADLINE, new_request_id
 from .observability.logs import app_logger
 from .settings import Settings
 from .types import Receive, Scope, Send
@@ -158,6 +159,10 @@ class LambdaAdapter:
         """The router as Mangum runs it. An exception escaping the router is logged here and the
         exchange completed, so Mangum returns normally and `_handle` answers JSON 500 instead of
         Mangum's text/plain 500 (or, after the answer started, a half-sent answer as if whole)."""
+        remaining = getattr(scope.get("aws.context"), "get_remaining_time_in_millis", None)
+        if callable(remaining):
+            margin_ms = self.router.settings.deadline_margin_ms
+            scope[DEADLINE] = time.monotonic() + (remaining() - margin_ms) / 1000
         try:
             await self.router(scope, receive, send)
         except Exception:
@@ -185,14 +190,24 @@ class LambdaAdapter:
         return unknown_event(event)
 
     async def on_schedule(self, event: Any) -> dict[str, Any]:
-        """A scheduled tick keeps the config warm (health checks join it in a later issue)."""
+        """A scheduled tick keeps the config warm and runs one round of health checks, whose
+        results go to the state table for every instance (CONTRACT section 7)."""
         config = await self.router.config.get()
         status = self.router.config.status()
+        probed: dict[str, str] = {}
+        if config is not None:
+            targets = await self.router.probe_targets()
+            if targets:
+                snapshot = await self.router.health.round(targets)
+                probed = {
+                    backend: snapshot.statuses[backend].health for backend in (t.backend for t in targets)
+                }
         return {
             "handled": True,
             "event": "schedule",
             "config_loaded": config is not None,
-            "error": status.last_error,
+            "error": status.last_error_summary,
+            "health": probed,
         }
 
 

@@ -7,6 +7,8 @@
     │   ├── WriteConflict           flip/push: the source kept changing while we tried to write
     │   └── WriteError              flip/push: the source refused the write (permissions, size)
     ├── RegistryError               a backend registry (DynamoDB) could not be read          -> 503
+    ├── StateStoreError             the shared state table could not be read or written (routing
+    │                               goes on with what this instance knows: fail open, logged)
     ├── UpstreamError               forwarding to a backend failed (mapped to 5xx answers)
     │   ├── UpstreamConnectError    nothing was delivered: refused, DNS, reset before sending  -> 503
     │   ├── UpstreamTimeout         the per-attempt timeout passed before response headers   -> 504
@@ -57,6 +59,10 @@ class WriteError(ConfigError):
 
 class RegistryError(EdgeRouterError):
     """A backend registry could not be read (a DynamoDB error); the message names the table."""
+
+
+class StateStoreError(EdgeRouterError):
+    """The shared state table (STATE_TABLE) could not be read or written; the message names it."""
 
 
 class UpstreamError(EdgeRouterError):

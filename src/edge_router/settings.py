@@ -84,6 +84,11 @@ class Settings:
     backends_table: str | None = None
     env_backends: tuple[tuple[str, str], ...] = ()  # the BACKEND_<ID>_URL variables
     server: ServerLimits = field(default_factory=ServerLimits)
+    # The shared state table (CONTRACT section 7); None: all state is per process.
+    state_table: str | None = None
+    # On Lambda, the attempts of a request end this long before the invocation would time out,
+    # so the answer is the router's own (504 JSON with CORS), never Lambda's bare 502.
+    deadline_margin_ms: float = 500.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, config_source: str | None = None) -> Settings:
@@ -103,4 +108,6 @@ class Settings:
                 if name.startswith("BACKEND_") and name.endswith("_URL")
             ),
             server=ServerLimits.from_env(env),
+            state_table=env.get("STATE_TABLE") or None,
+            deadline_margin_ms=_float(env, "LAMBDA_DEADLINE_MARGIN_MS", 500.0),
         )

@@ -7,6 +7,9 @@
   SSM call never holds a request up, and boto3's blocking I/O never runs on the event loop.
 * A failed refresh keeps the last good config, logs why, and is retried after at most
   `retry_seconds` (never on every request).
+* While no config has ever loaded, a failed read is retried at once, twice, after a short jittered
+  pause (a burst of cold starts can meet SSM's throttling), and after that the next read comes
+  after 1, 2, 4 ... seconds (jittered, at most `retry_seconds`), not after a whole minute of 503s.
 * `refresh()` (used by POST /admin/cache-flush) drops the cached copy's freshness and waits for
   a new read, so the caller learns at once whether the source is valid.
 * A failure is kept twice: `last_error`, the full reason (it may quote the source: a YAML line, a
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +30,9 @@ from ..exceptions import ConfigError, ConfigInvalidError, ConfigSourceError
 from .model import RouterConfig
 
 logger = logging.getLogger("edge_router.config")
+
+FIRST_READ_ATTEMPTS = 3
+FIRST_READ_PAUSE_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,7 @@ class ConfigCache:
         ttl_seconds: float,
         retry_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._load = load
         self._source = source
@@ -68,6 +76,8 @@ class ConfigCache:
         self._last_error: str | None = None
         self._last_error_summary: str | None = None
         self._inflight: asyncio.Future[RouterConfig | None] | None = None
+        self._jitter = jitter
+        self._failures_without_config = 0
         self.fetches = 0
 
     async def get(self) -> RouterConfig | None:
@@ -98,10 +108,22 @@ class ConfigCache:
             self._inflight = asyncio.ensure_future(self._fetch())
         return self._inflight
 
+    async def _read(self) -> RouterConfig:
+        """One read of the source; with no config yet, a source error is tried again twice."""
+        attempts = 1 if self._config is not None else FIRST_READ_ATTEMPTS
+        for attempt in range(attempts):
+            self.fetches += 1
+            try:
+                return await asyncio.to_thread(self._load)
+            except ConfigSourceError:
+                if attempt == attempts - 1:
+                    raise
+            await asyncio.sleep(FIRST_READ_PAUSE_S * 2**attempt * (0.5 + self._jitter()))
+        raise AssertionError("unreachable")
+
     async def _fetch(self) -> RouterConfig | None:
-        self.fetches += 1
         try:
-            config = await asyncio.to_thread(self._load)
+            config = await self._read()
         except ConfigError as exc:
             self._failed(str(exc), error_summary(exc))
         except Exception as exc:  # an unexpected bug in a source must not take routing down
@@ -112,6 +134,7 @@ class ConfigCache:
             self._fresh_until = self._clock() + self._ttl
             self._loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
             self._last_error = self._last_error_summary = None
+            self._failures_without_config = 0
             logger.info("config: loaded %s (%d routes)", self._source, len(config.routes))
         finally:
             self._inflight = None
@@ -119,12 +142,17 @@ class ConfigCache:
 
     def _failed(self, reason: str, summary: str) -> None:
         self._last_error, self._last_error_summary = reason, summary
-        self._fresh_until = self._clock() + self._retry
+        delay = self._retry
+        if self._config is None:  # every request is a 503 until a read works: try again soon
+            self._failures_without_config += 1
+            backoff = 2 ** min(self._failures_without_config - 1, 10) * (0.5 + self._jitter())
+            delay = min(self._retry, backoff)
+        self._fresh_until = self._clock() + delay
         kept = "keeping the last good config" if self._config else "no config is loaded"
         logger.warning(
-            "config: refresh of %s failed (%s); %s; next try in %.0f s",
+            "config: refresh of %s failed (%s); %s; next try in %.1f s",
             self._source,
             reason,
             kept,
-            self._retry,
+            delay,
         )

@@ -18,8 +18,20 @@ from ..exceptions import ConfigInvalidError
 from ..guards.base import Guard
 from ..guards.loop import LoopGuard
 from ..guards.preflight import PreflightGuard
-from .model import BackendEntry, Route, RouterConfig, Target, cors_headers, lambda_target, parse_target
-from .schema import BackendSpec, PriorityConfigSpec, RoutesConfigSpec
+from .model import (
+    POOL_BREAKER,
+    BackendEntry,
+    BreakerPolicy,
+    HealthPolicy,
+    RetryBudgetPolicy,
+    Route,
+    RouterConfig,
+    Target,
+    cors_headers,
+    lambda_target,
+    parse_target,
+)
+from .schema import BackendSpec, CircuitBreakerSpec, HealthChecksSpec, PriorityConfigSpec, RoutesConfigSpec
 
 logger = logging.getLogger("edge_router.config")
 
@@ -74,7 +86,10 @@ def compile_backends(specs: Mapping[str, BackendSpec], diagnostics: Diagnostics)
     return backends
 
 
-def backend_entries(specs: Mapping[str, BackendSpec]) -> dict[str, BackendEntry]:
+def backend_entries(
+    specs: Mapping[str, BackendSpec], diagnostics: Diagnostics | None = None
+) -> dict[str, BackendEntry]:
+    diagnostics = diagnostics or Diagnostics()
     return {
         backend_id: BackendEntry(
             id=backend_id,
@@ -82,9 +97,65 @@ def backend_entries(specs: Mapping[str, BackendSpec]) -> dict[str, BackendEntry]
             name=spec.name or backend_id,
             location=spec.location,
             health_path=spec.health_path,
+            health=health_policy(spec.health_checks, f"backends.{backend_id}.health_checks", diagnostics),
         )
         for backend_id, spec in specs.items()
     }
+
+
+def health_policy(spec: HealthChecksSpec | None, where: str, diagnostics: Diagnostics) -> HealthPolicy | None:
+    """A `health_checks` block as a policy (None: no block, or `enabled: false`)."""
+    if spec is None or not spec.enabled:
+        return None
+    expected = []
+    for part in spec.expected_status.split(","):
+        low, _, high = part.strip().partition("-")
+        if low.endswith("xx"):  # "2xx"
+            expected.append((int(low[0]) * 100, int(low[0]) * 100 + 99))
+        else:
+            expected.append((int(low), int(high or low)))
+    if any(low > high for low, high in expected):
+        diagnostics.problem(
+            f"{where}.expected_status", f"{spec.expected_status!r} has a range that runs backwards"
+        )
+    return HealthPolicy(
+        interval_s=spec.interval_s,
+        timeout_ms=spec.timeout_ms,
+        healthy_threshold=spec.healthy_threshold,
+        unhealthy_threshold=spec.unhealthy_threshold,
+        expected=tuple(expected),
+    )
+
+
+def breaker_policy(
+    value: CircuitBreakerSpec | str | None,
+    *,
+    pool: bool,
+    profiles: Mapping[str, CircuitBreakerSpec],
+    where: str,
+    diagnostics: Diagnostics,
+) -> BreakerPolicy | None:
+    """A route's circuit breaker: its block, or the profile it names; pools get one by default."""
+    if value is None:
+        return POOL_BREAKER if pool else None
+    if isinstance(value, str):
+        profile = profiles.get(value)
+        if profile is None:
+            known = ", ".join(sorted(profiles)) or "none"
+            diagnostics.problem(
+                where, f"no profile {value!r} in features.circuitBreaker.profiles (known: {known})"
+            )
+            return None
+        value = profile
+    if not value.enabled:
+        return None
+    return BreakerPolicy(
+        failure_threshold=value.failure_threshold,
+        monitoring_period_s=value.monitoring_period / 1000,
+        open_timeout_s=value.timeout / 1000,
+        half_open_attempts=value.half_open_attempts,
+        success_threshold=value.success_threshold,
+    )
 
 
 def finish(
@@ -96,6 +167,8 @@ def finish(
 ) -> RouterConfig:
     """The compiled config, or ConfigInvalidError listing every problem; warnings are logged."""
     cors, via = spec.cors, spec.via
+    backends = backend_entries(spec.backends, diagnostics)
+    health = health_policy(spec.health_checks, "health_checks", diagnostics)
     if diagnostics.problems:
         raise ConfigInvalidError(diagnostics.problems)
     for warning in diagnostics.warnings:
@@ -112,12 +185,14 @@ def finish(
     route_guards: tuple[Guard, ...] = (LoopGuard(via),)
     return RouterConfig(
         routes=tuple(replace(route, guards=(*route_guards, *route.guards)) for route in routes),
-        backends=backend_entries(spec.backends),
+        backends=backends,
         cors_headers=every,
         cors_preflight_headers=preflight,
         via_pseudonym=via,
         document=document,
         request_guards=(PreflightGuard(preflight),),
+        health=health,
+        retry_budget=RetryBudgetPolicy(spec.retry_budget.percent, spec.retry_budget.min_retries),
         warnings=tuple(diagnostics.warnings),
         format=format,
     )

@@ -90,6 +90,62 @@ class BackendEntry:
     url: str
     location: Location = "cloud"
     health_path: str = "/health"
+    health: HealthPolicy | None = None  # this backend's own `health_checks`, else the config's
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """A circuit breaker's settings, seed 002's names and defaults (CONTRACT section 7).
+
+    `failure_threshold` failures within `monitoring_period_s` open the circuit; after
+    `open_timeout_s` it is HALF_OPEN and admits at most `half_open_attempts` requests at once;
+    `success_threshold` successes close it, and a failure while HALF_OPEN opens it again.
+    """
+
+    failure_threshold: int = 5
+    monitoring_period_s: float = 60.0
+    open_timeout_s: float = 60.0
+    half_open_attempts: int = 3
+    success_threshold: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("failure_threshold", "half_open_attempts", "success_threshold"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("monitoring_period_s", "open_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be greater than 0")
+
+
+# Pools and the priority format get a breaker unless a route turns it off: a dead or hanging
+# provider must stop costing each request its timeout (CONTRACT section 7).
+POOL_BREAKER = BreakerPolicy(failure_threshold=5, open_timeout_s=30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    """Active health checks (`health_checks`, CONTRACT section 7): a probe every `interval_s`,
+    `unhealthy_threshold` failed probes in a row make a backend unhealthy, `healthy_threshold`
+    good ones healthy again; a probe is good when it answers an `expected` status in time."""
+
+    interval_s: float = 10.0
+    timeout_ms: float = 2000.0
+    healthy_threshold: int = 2
+    unhealthy_threshold: int = 3
+    expected: tuple[tuple[int, int], ...] = ((200, 399),)  # inclusive status ranges
+
+    def expects(self, status: int) -> bool:
+        return any(low <= status <= high for low, high in self.expected)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudgetPolicy:
+    """Envoy's retry budget: fallback attempts in flight are at most `percent` of the requests in
+    flight, but never fewer than `min_retries` at once, so an outage cannot multiply the load on
+    the backends that are left."""
+
+    percent: float = 20.0
+    min_retries: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +175,7 @@ class Route:
     select_by_header: str | None = None
     default_backend: str | None = None
     geo: GeoRule | None = None
+    breaker: BreakerPolicy | None = None  # the circuit breaker of this route's backends, if any
     guards: tuple[Guard, ...] = ()  # run after matching, in CONTRACT order; empty: nothing to pay
     state: RouteState = field(default_factory=RouteState)
 
@@ -137,6 +194,8 @@ class RouterConfig:
     via_pseudonym: str  # this router's name in Via (`edge-router`)
     document: Mapping[str, Any]  # as loaded, with ${VAR} substituted (redacted before display)
     request_guards: tuple[Guard, ...] = ()  # run before routing (the CORS preflight answer)
+    health: HealthPolicy | None = None  # the top-level `health_checks`; None: no active checks
+    retry_budget: RetryBudgetPolicy = RetryBudgetPolicy()
     warnings: tuple[str, ...] = ()
     format: Literal["routes", "priority"] = "routes"
 

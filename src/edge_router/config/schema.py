@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any, Literal, TypeVar
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
+    PositiveFloat,
     PositiveInt,
     TypeAdapter,
     ValidationError,
@@ -45,15 +47,68 @@ class _Model(BaseModel):
     )
 
 
+_STATUS_RANGES = (
+    r"^\s*([1-5][0-9x]{2}(\s*-\s*[1-5][0-9]{2})?)(\s*,\s*[1-5][0-9x]{2}(\s*-\s*[1-5][0-9]{2})?)*\s*$"
+)
+
+
+class HealthChecksSpec(_Model):
+    """Active health checks (CONTRACT section 7), at top level or for one backend."""
+
+    enabled: bool = True
+    interval_s: PositiveFloat = 10.0
+    timeout_ms: PositiveInt = 2000
+    healthy_threshold: PositiveInt = 2
+    unhealthy_threshold: PositiveInt = 3
+    expected_status: str = Field(default="200-399", pattern=_STATUS_RANGES)  # "200-399", "200,204", "2xx"
+
+
 class BackendSpec(_Model):
     """A named backend, usable by id in `target`/`targets` and for header routing."""
 
     url: str
     name: str | None = None
     location: Literal["local", "cloud"] = "cloud"
-    health_path: str = "/health"
+    # seed 001 calls it healthEndpoint
+    health_path: str = Field(
+        default="/health",
+        validation_alias=AliasChoices("health_path", "healthPath", "healthEndpoint", "health_endpoint"),
+        pattern=r"^/",
+    )
+    health_checks: HealthChecksSpec | None = None
     id: str | None = None
     type: str | None = None
+
+
+class CircuitBreakerSpec(_Model):
+    """Seed 002's `circuitBreaker` block; times in milliseconds, as the seed writes them."""
+
+    enabled: bool = True
+    failure_threshold: PositiveInt = 5
+    monitoring_period: PositiveInt = 60000
+    timeout: PositiveInt = 60000
+    half_open_attempts: PositiveInt = 3
+    success_threshold: PositiveInt = 2
+
+
+class CircuitBreakerFeature(_Model):
+    profiles: dict[str, CircuitBreakerSpec] = {}
+
+
+class FeaturesSpec(_Model):
+    """Seed 002's `features`: named profiles routes refer to (`"circuitBreaker": "NAME"`)."""
+
+    circuit_breaker: CircuitBreakerFeature = CircuitBreakerFeature()
+    # Profiles of features later issues build: accepted so such configs load unchanged.
+    cache: Any = None
+    size_limits: Any = None
+    rate_limit: Any = None
+    deduplication: Any = None
+
+
+class RetryBudgetSpec(_Model):
+    percent: float = Field(default=20.0, gt=0, le=100)
+    min_retries: int = Field(default=3, ge=0)
 
 
 class CorsSpec(_Model):
@@ -107,8 +162,8 @@ class RouteSpec(_Model):
     retry_non_idempotent: bool = False
     replay_limit_bytes: int = Field(default=DEFAULT_REPLAY_LIMIT, ge=0)
     # Seed 002's feature blocks: accepted so those configs load unchanged (see PENDING_FEATURES).
+    circuit_breaker: CircuitBreakerSpec | str | None = None  # a block, or a features profile name
     cache: Any = None
-    circuit_breaker: Any = None
     size_limits: Any = None
     rate_limit: Any = None
     deduplication: Any = None
@@ -134,7 +189,7 @@ class RouteSpec(_Model):
 
 # Feature blocks the seeds write and later issues implement: accepted so those configs load
 # unchanged, and named in a warning so nobody believes they are enforced yet.
-PENDING_FEATURES = ("cache", "circuit_breaker", "size_limits", "rate_limit", "deduplication", "auth")
+PENDING_FEATURES = ("cache", "size_limits", "rate_limit", "deduplication", "auth")
 
 
 class RoutesConfigSpec(_Model):
@@ -145,6 +200,9 @@ class RoutesConfigSpec(_Model):
     backends: dict[str, BackendSpec] = {}
     cors: CorsSpec = CorsSpec()
     via: str = Field(default=DEFAULT_VIA, pattern=_PSEUDONYM)
+    health_checks: HealthChecksSpec | None = None
+    retry_budget: RetryBudgetSpec = RetryBudgetSpec()
+    features: FeaturesSpec = FeaturesSpec()
     metrics: Any = None
     rate_limit: Any = None
 
@@ -158,6 +216,7 @@ class PriorityAppSpec(_Model):
     cache_ttl_seconds: Any = None
     timeout_ms: PositiveInt | None = None
     retry_non_idempotent: bool | None = None
+    circuit_breaker: CircuitBreakerSpec | str | None = None
 
 
 class PriorityConfigSpec(_Model):
@@ -172,6 +231,10 @@ class PriorityConfigSpec(_Model):
     timeout_ms: PositiveInt = PRIORITY_TIMEOUT_MS
     retry_non_idempotent: bool = True
     replay_limit_bytes: int = Field(default=DEFAULT_REPLAY_LIMIT, ge=0)
+    circuit_breaker: CircuitBreakerSpec | str | None = None  # every app's, unless the app sets its own
+    health_checks: HealthChecksSpec | None = None
+    retry_budget: RetryBudgetSpec = RetryBudgetSpec()
+    features: FeaturesSpec = FeaturesSpec()
 
 
 Spec = TypeVar("Spec", bound=_Model)

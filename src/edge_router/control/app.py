@@ -26,8 +26,10 @@ from ..config.cache import CacheStatus, ConfigCache
 from ..guards.admin import admin_refusal
 from ..http.responses import REASONS
 from ..observability.redact import redact, redact_text, redact_url
+from ..resilience.tracker import BackendTracker
 from ..routing.explain import explain
 from ..routing.header_routing import HeaderRouting
+from ..routing.inventory import KnownBackend
 from ..settings import Settings
 
 
@@ -42,6 +44,11 @@ class ControlHost(Protocol):
 
     @property
     def header_routing(self) -> HeaderRouting: ...
+
+    @property
+    def tracker(self) -> BackendTracker: ...
+
+    async def backends(self) -> list[KnownBackend]: ...
 
 
 def _error(status: int, message: str, request: Request, **extra: Any) -> JSONResponse:
@@ -114,20 +121,28 @@ def create_control_app(router: ControlHost) -> FastAPI:
             return JSONResponse(body, status_code=503)
         return JSONResponse(body)
 
-    @app.get("/backends", summary="Configured backends")
+    @app.get("/backends", summary="Every backend the router can reach, with its health and circuit")
     async def backends() -> dict[str, Any]:
-        config = await router.config.get()
+        tracker = router.tracker
+        known = await router.backends()
+        await tracker.sync([backend.id for backend in known])
+        now = tracker.clock()
         items = []
-        for backend_id, entry in (config.backends if config else {}).items():
+        for backend in known:
+            health = tracker.health.get(backend.id)
+            breaker = tracker.breakers.get(backend.id)
             items.append(
                 {
-                    "id": backend_id,
-                    "name": entry.name,
-                    "url": redact_url(entry.url),
-                    "location": entry.location,
-                    "health": "unknown",
-                    "last_check": None,
-                    "latency_ms": None,
+                    "id": backend.id,
+                    "name": backend.name,
+                    "url": redact_url(backend.url),
+                    "location": backend.location,
+                    "listed_by": backend.listed_by,
+                    "health": health.health if health else "unknown",
+                    "last_check": _iso(health.last_check) if health else None,
+                    "latency_ms": health.latency_ms if health else None,
+                    "reason": health.reason if health else None,
+                    "circuit": str(breaker.current(now)) if breaker else "CLOSED",
                 }
             )
         return {"backends": items}
@@ -179,7 +194,39 @@ def create_control_app(router: ControlHost) -> FastAPI:
             method=method.upper(),
             target=path,
             headers={name.strip(): value.strip() for name, value in headers.items()},
+            tracker=router.tracker,
         )
         return JSONResponse(answer)
 
+    @app.get("/admin/circuit-breaker-status", dependencies=admin, summary="Every circuit, or one backend's")
+    async def circuit_status(request: Request, backend: str | None = None) -> JSONResponse:
+        config = await router.config.get()
+        if config is not None:
+            router.tracker.configure(config)
+        await router.tracker.sync(list(router.tracker.breakers))
+        circuits = router.tracker.circuit_status()
+        if backend is not None:
+            circuits = [circuit for circuit in circuits if circuit["backend"] == backend]
+            if not circuits:
+                return _error(404, f"No circuit is known for backend {backend!r}", request)
+        for circuit in circuits:
+            circuit["last_failure"] = _iso(circuit["last_failure"])
+            circuit["next_attempt"] = _iso(circuit["next_attempt"])
+        return JSONResponse({"circuits": circuits})
+
+    @app.post("/admin/circuit-breaker-reset", dependencies=admin, summary="Close a backend's circuit")
+    async def circuit_reset(request: Request, backend: str) -> JSONResponse:
+        config = await router.config.get()
+        if config is not None:
+            router.tracker.configure(config)
+        if not await router.tracker.reset(backend):
+            return _error(404, f"No circuit is known for backend {backend!r}", request)
+        return JSONResponse({"backend": backend, "state": "CLOSED"})
+
     return app
+
+
+def _iso(epoch: object) -> str | None:
+    if not isinstance(epoch, int | float):
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -19,6 +19,9 @@ from . import paths
 if TYPE_CHECKING:
     from ..types import Scope
 
+# The scope key where a host leaves the request's deadline (a time.monotonic() value).
+DEADLINE = "edge_router.deadline"
+
 # Request ids: a random per-process prefix and a counter. Unique without a getrandom syscall per
 # request (uuid4 was ~3% of the server's CPU); ids need to be unique, not unguessable.
 _ID_PREFIX = secrets.token_hex(8)
@@ -35,6 +38,7 @@ class RequestContext:
     __slots__ = (
         "buffered",
         "client",
+        "deadline",
         "headers",
         "http_version",
         "method",
@@ -61,6 +65,7 @@ class RequestContext:
         request_id: str | None = None,
         buffered: bool = False,
         http_version: str = "1.1",
+        deadline: float | None = None,
         scope: Scope | None = None,
     ) -> None:
         self.scope: Scope = scope if scope is not None else {}
@@ -76,6 +81,9 @@ class RequestContext:
         self.scheme = scheme
         self.buffered = buffered  # the body is whole already and the answer is buffered (Lambda)
         self.http_version = http_version
+        # time.monotonic() by which the answer must be ready (Lambda: the invocation's end minus
+        # a margin); None: no deadline but the route's timeouts
+        self.deadline = deadline
         self.request_id = request_id or self.header("x-request-id") or new_request_id()
         self.unsafe_path: str | None = None  # why the path is refused (a guard answers 400)
         try:
@@ -99,6 +107,7 @@ class RequestContext:
             request_id=None if event is None else _event_request_id(scope, event),
             buffered=event is not None,
             http_version=scope.get("http_version", "1.1"),
+            deadline=scope.get(DEADLINE),
             scope=scope,
         )
 

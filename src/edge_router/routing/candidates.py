@@ -12,7 +12,10 @@ shows is what the proxy does. In order:
    request, `weighted` by nginx's smooth weighted round-robin (`balancing`);
 4. an incoming `X-No-Fallback: 1` keeps only the first candidate (seed 003's loop guard: a request
    already sent by a failover router is handled like a single-target request);
-5. no candidate left: refused 503.
+5. no candidate left: refused 503;
+6. health and circuits (`resilience.tracker.BackendTracker.gate`): a pool skips unhealthy backends
+   and open circuits (and tries them all anyway when that leaves none); a single backend chosen
+   explicitly that is unavailable is refused 503 with `Retry-After`.
 
 `upstream_parts` is the one place an upstream URL's path and query are built from the request.
 Pure but for the registry lookup; `advance=False` (explain) leaves rotation state untouched.
@@ -28,6 +31,7 @@ from ..config.model import Route, RouterConfig, Target
 from ..exceptions import Refusal, RegistryError
 from ..http.context import RequestContext
 from ..http.paths import escape_query
+from ..resilience.tracker import BackendTracker, Gate
 from .balancing import balancer_for
 from .geo import continent_of, viewer_country
 from .header_routing import HeaderRouting
@@ -38,6 +42,7 @@ from .registry import InvalidBackend
 class Candidates:
     targets: tuple[Target, ...]  # never empty
     reasons: tuple[str, ...]  # one line per decision, for `explain`
+    gate: Gate  # what health and circuits left of them (the attempt loop asks it for permits)
 
 
 async def choose_candidates(
@@ -46,20 +51,34 @@ async def choose_candidates(
     ctx: RequestContext,
     *,
     header_routing: HeaderRouting,
+    tracker: BackendTracker | None = None,
     advance: bool = True,
 ) -> Candidates:
     """The targets `ctx` may go to on `route`, in try order; raises the Refusal when there are none."""
     if route.select_by_header is not None:
         target = await _header_choice(config, route, ctx, header_routing)
-        return Candidates((target,), (f"{route.select_by_header} selects backend {target.source!r}",))
-    if len(route.targets) == 1 and route.geo is None:
-        return Candidates(route.targets, ())
-    targets, reasons = order_pool(route, ctx.header_map(), advance=advance)
-    if not targets:
-        raise Refusal(
-            503, f"No backend is available for {route.prefix}", log_error="no target available", backend=None
-        )
-    return Candidates(targets, reasons)
+        targets: tuple[Target, ...] = (target,)
+        reasons: tuple[str, ...] = (f"{route.select_by_header} selects backend {target.source!r}",)
+        explicit = True
+    elif len(route.targets) == 1 and route.geo is None:
+        targets, reasons, explicit = route.targets, (), True
+    else:
+        targets, reasons = order_pool(route, ctx.header_map(), advance=advance)
+        explicit = False
+        if not targets:
+            raise Refusal(
+                503,
+                f"No backend is available for {route.prefix}",
+                log_error="no target available",
+                backend=None,
+            )
+    if tracker is None:
+        return Candidates(targets, reasons, Gate(targets))
+    gate = await tracker.gate(route, targets, explicit=explicit)
+    if gate.skipped:
+        skipped = ", ".join(f"{target.source} ({why})" for target, why in gate.skipped)
+        reasons += (f"all unavailable, tried anyway: {skipped}" if gate.fail_open else f"skipped: {skipped}",)
+    return Candidates(gate.targets, reasons, gate)
 
 
 def order_pool(

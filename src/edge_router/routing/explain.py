@@ -14,6 +14,7 @@ from ..config.model import RouterConfig
 from ..exceptions import Refusal
 from ..http.context import RequestContext
 from ..http.responses import REASONS
+from ..resilience.tracker import BackendTracker
 from .candidates import InvalidBackendRefusal, choose_candidates, upstream_parts
 from .fallback import IDEMPOTENT_METHODS
 from .header_routing import HeaderRouting
@@ -27,8 +28,10 @@ async def explain(
     method: str,
     target: str,
     headers: dict[str, str],
+    tracker: BackendTracker | None = None,
 ) -> dict[str, Any]:
-    """`target` is the request target as a client sends it: path and optional `?query`."""
+    """`target` is the request target as a client sends it: path and optional `?query`; with a
+    `tracker` the candidates reflect what this router knows of health and circuits."""
     raw_path, _, query = target.partition("?")
     ctx = RequestContext(
         method=method,
@@ -51,7 +54,9 @@ async def explain(
         "retry_non_idempotent": route.retry_non_idempotent,
     }
     try:
-        candidates = await choose_candidates(config, route, ctx, header_routing=header_routing, advance=False)
+        candidates = await choose_candidates(
+            config, route, ctx, header_routing=header_routing, tracker=tracker, advance=False
+        )
     except Refusal as refusal:
         answer["outcome"] = _refused(refusal)
         return answer

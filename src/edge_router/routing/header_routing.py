@@ -31,6 +31,14 @@ class HeaderRouting:
         self._dynamo = DynamoDBRegistry(settings.backends_table) if settings.backends_table else None
         self._cloud: tuple[RouterConfig, BackendRegistry] | None = None
 
+    def local_backends(self) -> list[Backend]:
+        """The local registry's backends (`BACKEND_<ID>_URL`)."""
+        return self._local.list_backends()
+
+    def table_backends(self) -> list[Backend]:
+        """The DynamoDB registry's backends (blocking: boto3; RegistryError when unreadable)."""
+        return self._dynamo.list_backends() if self._dynamo else []
+
     def registries(self, config: RouterConfig) -> dict[str, BackendRegistry]:
         if self._cloud is None or self._cloud[0] is not config:  # rebuilt when the config changes
             from_config = ConfigRegistry(config.backends)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..compile import Diagnostics, compile_backends, finish
+from ..compile import Diagnostics, breaker_policy, compile_backends, finish
 from ..model import Route, RouterConfig, Target, parse_target
 from ..schema import PriorityAppSpec, PriorityConfigSpec, validate
 
@@ -68,6 +68,7 @@ def compile_priority_config(document: dict[str, Any], diagnostics: Diagnostics) 
         for warning in skipped:
             diagnostics.warn(where, warning)
         retry = app.retry_non_idempotent if app and app.retry_non_idempotent is not None else None
+        breaker = app.circuit_breaker if app and app.circuit_breaker is not None else spec.circuit_breaker
         return Route(
             prefix=prefix,
             targets=tuple(providers[key] for key in keys),
@@ -76,6 +77,14 @@ def compile_priority_config(document: dict[str, Any], diagnostics: Diagnostics) 
             strip_prefix=False,
             retry_non_idempotent=spec.retry_non_idempotent if retry is None else retry,
             replay_limit=spec.replay_limit_bytes,
+            # every app is a provider pool: a breaker by default (CONTRACT section 7)
+            breaker=breaker_policy(
+                breaker,
+                pool=True,
+                profiles=spec.features.circuit_breaker.profiles,
+                where=f"{where.rpartition('.')[0] or where}.circuit_breaker",
+                diagnostics=diagnostics,
+            ),
         )
 
     routes = [

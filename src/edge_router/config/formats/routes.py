@@ -12,11 +12,12 @@ left with no target at all is skipped too.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from ..compile import Diagnostics, TargetResolver, compile_backends, finish
+from ..compile import Diagnostics, TargetResolver, breaker_policy, compile_backends, finish
 from ..model import GeoRule, Route, RouterConfig, Target
-from ..schema import PENDING_FEATURES, RoutesConfigSpec, RouteSpec, TargetRef, validate
+from ..schema import PENDING_FEATURES, CircuitBreakerSpec, RoutesConfigSpec, RouteSpec, TargetRef, validate
 
 
 def compile_routes_config(document: dict[str, Any], diagnostics: Diagnostics) -> RouterConfig:
@@ -24,8 +25,9 @@ def compile_routes_config(document: dict[str, Any], diagnostics: Diagnostics) ->
     backends = compile_backends(spec.backends, diagnostics)
     resolver = TargetResolver(backends, set(spec.backends))
     routes = []
+    profiles = spec.features.circuit_breaker.profiles
     for index, route_spec in enumerate(spec.routes):
-        route = _compile_route(index, route_spec, resolver, set(spec.backends), diagnostics)
+        route = _compile_route(index, route_spec, resolver, set(spec.backends), profiles, diagnostics)
         if route is not None:
             routes.append(route)
     return finish(spec, routes, document, diagnostics, "routes")
@@ -62,7 +64,12 @@ def _refs(where: str, value: TargetRef | list[TargetRef]) -> list[tuple[str, str
 
 
 def _compile_route(
-    index: int, route: RouteSpec, resolver: TargetResolver, backend_ids: set[str], diagnostics: Diagnostics
+    index: int,
+    route: RouteSpec,
+    resolver: TargetResolver,
+    backend_ids: set[str],
+    profiles: Mapping[str, CircuitBreakerSpec],
+    diagnostics: Diagnostics,
 ) -> Route | None:
     where = f"routes[{index}]"
     if route.target is not None:
@@ -88,11 +95,22 @@ def _compile_route(
     for feature in PENDING_FEATURES:
         if getattr(route, feature) is not None:
             diagnostics.warn(f"{where}.{feature}", "accepted but not enforced by this version")
+    pool = route.select_by_header is None and (
+        len(targets) > 1 or geo is not None or route.targets is not None
+    )
+    breaker = breaker_policy(
+        route.circuit_breaker,
+        pool=pool,
+        profiles=profiles,
+        where=f"{where}.circuit_breaker",
+        diagnostics=diagnostics,
+    )
     return Route(
         prefix=route.prefix,
         targets=targets,
         timeout_ms=route.timeout_ms,
         strategy=route.strategy,
+        breaker=breaker,
         retry_non_idempotent=route.retry_non_idempotent,
         replay_limit=route.replay_limit_bytes,
         select_by_header=route.select_by_header.lower() if route.select_by_header else None,
