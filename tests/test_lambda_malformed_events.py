@@ -77,6 +77,9 @@ MALFORMED = [
     pytest.param(put("headers.x-count", 5), "headers", id="header-value-not-a-string"),
     pytest.param(put("headers.accept", None), "headers", id="header-value-null"),
     pytest.param(put("headers.x-name", "a\r\nx-injected: 1"), "headers", id="header-value-with-newline"),
+    pytest.param(put("headers.x name", "v"), "headers", id="header-name-with-a-space"),
+    pytest.param(put("headers.", "v"), "headers", id="header-name-empty"),
+    pytest.param(put("headers.x-tab", "a\tb\x01"), "headers", id="header-value-with-a-control-character"),
     pytest.param(put("rawPath", ["/api"]), "rawPath", id="rawPath-not-a-string"),
     pytest.param(put("rawPath", "api/items"), "rawPath", id="rawPath-not-a-path"),
     pytest.param(

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from edge_router.observability.access_log import AccessLog
 from support import Backend, Reply, RouterServer, closed_port, function_url_event, wait_until, write_config
 
@@ -39,7 +41,7 @@ def test_lambda_invocation_writes_one_line_before_returning(tmp_path: Path, lamb
     assert line["duration_ms"] > 0
     emf = line["_aws"]["CloudWatchMetrics"][0]
     assert emf["Namespace"]
-    assert emf["Dimensions"] == [["route", "service"]]
+    assert emf["Dimensions"] == [["route", "service"], ["service"]]  # per route, and service totals
     assert {m["Name"] for m in emf["Metrics"]} == {"Requests", "Latency", "UpstreamErrors"}
     assert line["Requests"] == 1 and line["UpstreamErrors"] == 0 and line["Latency"] == line["duration_ms"]
 
@@ -72,21 +74,35 @@ def test_server_mode_lines_are_written_without_waiting_for_a_batch(tmp_path: Pat
     assert lines(buffer)[0]["path"] == "/one"
 
 
-def test_log_level_above_info_turns_request_lines_off() -> None:
+def test_log_level_and_metrics_switch_their_own_half_of_the_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_router.observability.access_log import RequestRecorder
     from edge_router.observability.logs import app_logger
+    from edge_router.observability.outcome import RequestOutcome
 
-    logger = app_logger()
-    before = logger.log_level
-    logger.setLevel("WARNING")  # what POWERTOOLS_LOG_LEVEL=WARNING does at start-up
-    try:
-        buffer = io.StringIO()
-        log = AccessLog(stream=buffer)
-        log.write({"message": "request"})
-        log.flush()
-        assert buffer.getvalue() == ""
-    finally:
-        logger.setLevel(before)
-    log = AccessLog(stream=buffer)
-    log.write({"message": "request"})
-    log.flush()
-    assert json.loads(buffer.getvalue()) == {"message": "request"}
+    outcome = RequestOutcome(method="GET", path="/x", request_id="r1", route="/", status=200, duration_ms=1.5)
+
+    def line_with(level: str, metrics_disabled: str) -> dict[str, Any] | None:
+        logger = app_logger()
+        before = logger.log_level
+        logger.setLevel(level)  # what POWERTOOLS_LOG_LEVEL does at start-up
+        monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", metrics_disabled)
+        try:
+            recorder = RequestRecorder()
+            buffer = io.StringIO()
+            recorder.access_log = AccessLog(stream=buffer, enabled=recorder.access_log.enabled)
+            recorder.record(outcome)
+            recorder.flush()
+        finally:
+            logger.setLevel(before)
+        return json.loads(buffer.getvalue()) if buffer.getvalue() else None
+
+    both = line_with("INFO", "false")
+    assert both is not None and both["status"] == 200 and both["Latency"] == 1.5
+    metrics_only = line_with("WARNING", "false")  # the log level never turns the metrics off
+    assert metrics_only is not None and "status" not in metrics_only and "message" not in metrics_only
+    assert metrics_only["Requests"] == 1 and metrics_only["_aws"] and metrics_only["route"] == "/"
+    log_only = line_with("INFO", "true")
+    assert log_only is not None and log_only["status"] == 200 and "_aws" not in log_only
+    assert line_with("WARNING", "true") is None

@@ -24,7 +24,7 @@ from .config.load import load_config
 from .config.model import DEFAULT_CORS, DEFAULT_CORS_PREFLIGHT, RouterConfig
 from .config.sources import ConfigSource, parse_source
 from .exceptions import Refusal
-from .guards.admin import AdminGate
+from .guards.admin import AdminGate, AdminKey
 from .guards.base import Guard, run_guards
 from .guards.framing import RequestFramingGuard
 from .guards.preflight import PreflightGuard
@@ -105,7 +105,8 @@ class EdgeRouter:
             config_error=lambda: self.config.status().last_error,
         )
         self._framing = RequestFramingGuard()
-        self._admin_gate = AdminGate(settings.admin_key)
+        self.admin_key = AdminKey(settings.admin_key, settings.admin_key_source)
+        self._admin_gate = AdminGate(self.admin_key)
         self._control: Any = None
         self._background: list[asyncio.Task[None]] = []
 

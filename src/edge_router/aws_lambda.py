@@ -17,6 +17,8 @@ text/plain one.
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import time
 from collections.abc import Awaitable
 from contextlib import suppress
@@ -27,7 +29,10 @@ from mangum.exceptions import UnexpectedMessage
 from mangum.handlers.api_gateway import HTTPGateway
 
 from .app import EdgeRouter
+from .aws.api_gateway import is_api_gateway_v1_event, without_named_stage
+from .aws.api_gateway import validate_event as validate_api_gateway_event
 from .aws.function_url import (
+    TEXT_MIME_TYPES,
     FunctionUrlResponse,
     encode_response,
     error_response,
@@ -36,7 +41,7 @@ from .aws.function_url import (
     validate_function_url_event,
 )
 from .config.model import DEFAULT_CORS
-from .http.context import DEADLINE, new_request_id
+from .http.context import DEADLINE, new_request_id, renew_request_id_prefix
 from .observability.logs import app_logger
 from .settings import Settings
 from .types import Receive, Scope, Send
@@ -117,6 +122,7 @@ def unknown_event(event: Any) -> dict[str, Any]:
 class LambdaAdapter:
     def __init__(self, router: EdgeRouter) -> None:
         self.router = router
+        _fresh_identity()
         # Plain asyncio, not uvloop: measured here, a Lambda invocation is one run_until_complete
         # per request and uvloop's loop start/stop costs more than it saves (~+50 us per invoke).
         self.loop = asyncio.new_event_loop()
@@ -124,13 +130,22 @@ class LambdaAdapter:
         self._mangum = Mangum(
             self._guarded_router,
             lifespan="off",
-            custom_handlers=[FunctionUrlHandler],
+            custom_handlers=[FunctionUrlHandler],  # API Gateway's payload 1.0: Mangum's own handlers
+            text_mime_types=list(TEXT_MIME_TYPES),
         )
+        # Powertools' Lambda context on every log line (cold_start, function_request_id, the
+        # X-Ray trace id), with the keys of the previous invocation cleared: a scheduled tick never
+        # logs the correlation id of the HTTP request before it.
+        self._with_context = app_logger().inject_lambda_context(clear_state=True)(self._handle)
         self._router_failed = False  # one invocation at a time per Lambda process
+        self._cold = True
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
         try:
-            return self._handle(event, context)
+            if hasattr(context, "aws_request_id") and hasattr(context, "function_name"):
+                answer: dict[str, Any] = self._with_context(event, context)
+                return answer
+            return self._handle(event, context)  # no Lambda context: a test, a local call
         except Exception:  # the last resort: a Lambda error is never the answer
             app_logger().exception("unexpected error handling a Lambda event; answering 500")
             # Built from nothing that might itself be broken: the default CORS, not the config's.
@@ -139,13 +154,20 @@ class LambdaAdapter:
 
     def _handle(self, event: Any, context: Any) -> dict[str, Any]:
         asyncio.set_event_loop(self.loop)
-        if not is_http_event(event):
+        if is_http_event(event):
+            problem = validate_function_url_event(event)
+        elif is_api_gateway_v1_event(event):
+            problem = validate_api_gateway_event(event)
+            if problem is None:
+                event = without_named_stage(event)
+        else:
             return self._non_http(event)
-        problem = validate_function_url_event(event)
         if problem is not None:
-            app_logger().warning("refusing a malformed function URL event: %s", problem)
+            app_logger().warning("refusing a malformed HTTP event: %s", problem)
             return dict(self._error(400, problem, event, context))
         app_logger().set_correlation_id(event["requestContext"].get("requestId"))
+        self.router.recorder.invocation = _invocation_keys(context, self._cold)
+        self._cold = False
         self._router_failed = False
         try:
             response: dict[str, Any] = self._mangum(event, context)
@@ -181,6 +203,7 @@ class LambdaAdapter:
         return error_response(status, message, _request_id(event, context), cors)
 
     def _non_http(self, event: Any) -> dict[str, Any]:
+        app_logger().set_correlation_id(None)  # not the id of the HTTP request before it
         for handler in NON_HTTP_HANDLERS:
             if handler.infer(event):
                 return self.loop.run_until_complete(handler.handle(event, self))
@@ -209,6 +232,25 @@ class LambdaAdapter:
             "error": status.last_error_summary,
             "health": probed,
         }
+
+
+def _fresh_identity() -> None:
+    """Per-instance randomness made after start-up: with SnapStart every instance is restored from
+    one snapshot of the imported modules, random's state and the request-id prefix included."""
+    random.seed()
+    renew_request_id_prefix()
+
+
+def _invocation_keys(context: Any, cold_start: bool) -> dict[str, Any]:
+    """What the request line says of the invocation (the request ids are per request on Lambda)."""
+    keys: dict[str, Any] = {"cold_start": cold_start}
+    request_id = getattr(context, "aws_request_id", None)
+    if isinstance(request_id, str):
+        keys["function_request_id"] = request_id
+    trace = os.environ.get("_X_AMZN_TRACE_ID")
+    if trace:
+        keys["xray_trace_id"] = trace.partition(";")[0].removeprefix("Root=")
+    return keys
 
 
 def _request_id(event: Any, context: Any) -> str:

@@ -76,6 +76,7 @@ class Settings:
     config_ttl_seconds: float = 43200.0
     request_timeout_ms: float = 30000.0
     admin_key: str | None = None
+    admin_key_source: str | None = None  # secretsmanager:<id> or ssm:<SecureString name>
     environment: str = "cloud"
     debug_errors: bool = False
     # A failed refresh is retried after this long, never on every request (CONTRACT section 2).
@@ -98,6 +99,7 @@ class Settings:
             config_ttl_seconds=_float(env, "CONFIG_TTL_SECONDS", 43200.0),
             request_timeout_ms=_float(env, "REQUEST_TIMEOUT_MS", 30000.0),
             admin_key=env.get("ADMIN_KEY") or None,
+            admin_key_source=env.get("ADMIN_KEY_SOURCE") or None,
             environment="local" if env.get("ENVIRONMENT", "cloud").strip().lower() == "local" else "cloud",
             debug_errors=env.get("DEBUG_ERRORS", "") == "1",
             default_backend=env.get("DEFAULT_BACKEND") or None,

@@ -23,21 +23,17 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..config.cache import CacheStatus, ConfigCache
-from ..guards.admin import admin_refusal
+from ..guards.admin import AdminKey, admin_refusal
 from ..http.responses import REASONS
 from ..observability.redact import redact, redact_text, redact_url
 from ..resilience.tracker import BackendTracker
 from ..routing.explain import explain
 from ..routing.header_routing import HeaderRouting
 from ..routing.inventory import KnownBackend
-from ..settings import Settings
 
 
 class ControlHost(Protocol):
     """What the control plane needs of the router (the composition root, `EdgeRouter`, is one)."""
-
-    @property
-    def settings(self) -> Settings: ...
 
     @property
     def config(self) -> ConfigCache: ...
@@ -47,6 +43,9 @@ class ControlHost(Protocol):
 
     @property
     def tracker(self) -> BackendTracker: ...
+
+    @property
+    def admin_key(self) -> AdminKey: ...
 
     async def backends(self) -> list[KnownBackend]: ...
 
@@ -66,7 +65,6 @@ def _request_id(request: Request) -> str:
 
 
 def create_control_app(router: ControlHost) -> FastAPI:
-    settings = router.settings
     app = FastAPI(
         title="edge-router control plane",
         version=__version__,
@@ -85,27 +83,27 @@ def create_control_app(router: ControlHost) -> FastAPI:
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         return _error(400, "; ".join(problems), request)
 
-    def require_admin(x_admin_key: Annotated[str | None, Header()] = None) -> None:
+    async def require_admin(x_admin_key: Annotated[str | None, Header()] = None) -> None:
         # The router already gates every /admin path (guards/admin.py); this keeps the requirement
         # visible in the OpenAPI document and holds even if the app is mounted some other way.
-        refusal = admin_refusal(settings.admin_key, x_admin_key)
+        refusal = admin_refusal(await router.admin_key.get(), x_admin_key)
         if refusal:
             raise HTTPException(*refusal)
 
     admin = [Depends(require_admin)]
 
-    def config_error_for(status: CacheStatus, x_admin_key: str | None) -> str | None:
+    async def config_error_for(status: CacheStatus, x_admin_key: str | None) -> str | None:
         """The last config failure as this caller may see it: its kind, or with the admin key its detail."""
         if status.last_error is None:
             return None
-        if admin_refusal(settings.admin_key, x_admin_key) is None:
+        if admin_refusal(await router.admin_key.get(), x_admin_key) is None:
             return redact_text(status.last_error)
         return status.last_error_summary or "the config could not be loaded"
 
     @app.get("/health", summary="Is a valid config loaded? (X-Admin-Key adds the config error's detail)")
     async def health(x_admin_key: Annotated[str | None, Header()] = None) -> JSONResponse:
         status = router.config.status()
-        last_error = config_error_for(status, x_admin_key)
+        last_error = await config_error_for(status, x_admin_key)
         body: dict[str, Any] = {
             "status": "healthy" if status.config else "unhealthy",
             "version": __version__,
@@ -153,7 +151,8 @@ def create_control_app(router: ControlHost) -> FastAPI:
     ) -> JSONResponse:
         status = router.config.status()
         if status.config is None:
-            return _error(503, config_error_for(status, x_admin_key) or "no config loaded yet", request)
+            reason = await config_error_for(status, x_admin_key)
+            return _error(503, reason or "no config loaded yet", request)
         return JSONResponse(
             {
                 "source": status.source,

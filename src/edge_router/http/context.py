@@ -32,6 +32,12 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
+def renew_request_id_prefix() -> None:
+    """A new random prefix (after a SnapStart restore, every instance would share the snapshot's)."""
+    global _ID_PREFIX
+    _ID_PREFIX = secrets.token_hex(8)
+
+
 class RequestContext:
     """What is known of one request, for every stage to read."""
 

@@ -13,7 +13,10 @@ logging machinery (findCaller, LogRecord, handler lock, a flush per line) was ~1
 CPU per request, and Powertools' per-request metric set plus default formatter ~70 us of a ~260 us
 warm Lambda invocation. On Lambda the line is flushed before the invocation returns; in server mode
 lines are written in batches (every 64 lines or 0.5 s, and at shutdown), so the request path never
-waits on a write. `POWERTOOLS_LOG_LEVEL` (or `LOG_LEVEL`) above INFO turns the lines off.
+waits on a write. The two halves are switched apart: `POWERTOOLS_LOG_LEVEL` (or `LOG_LEVEL`) above
+INFO leaves only the metrics in the line, `POWERTOOLS_METRICS_DISABLED` only the request log; with
+both off nothing is written. On Lambda the line also names the invocation (`function_request_id`,
+`cold_start`, `xray_trace_id`), set by the adapter per invocation.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any, TextIO
 import orjson
 
 from .logs import app_logger, service_name
-from .metrics import metric_definitions
+from .metrics import metric_definitions, metrics_enabled
 from .outcome import RequestOutcome
 
 _BATCH_LINES = 64
@@ -36,10 +39,10 @@ _BATCH_LINES = 64
 class AccessLog:
     """Collects request lines and writes them to `stream` in one call per `flush()`."""
 
-    def __init__(self, stream: TextIO | None = None, *, enabled: bool | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, enabled: bool = True) -> None:
         self._stream = stream
         self._pending: list[str] = []
-        self.enabled = app_logger().log_level <= logging.INFO if enabled is None else enabled
+        self.enabled = enabled
 
     def write(self, line: dict[str, Any]) -> None:
         if self.enabled:
@@ -57,11 +60,14 @@ class AccessLog:
 
 
 class RequestRecorder:
-    """Writes each request's outcome as its log line with its metrics."""
+    """Writes each request's outcome as its log line with its metrics (either half may be off)."""
 
     def __init__(self, access_log: AccessLog | None = None) -> None:
-        self.access_log = access_log or AccessLog()
+        self.logs = app_logger().log_level <= logging.INFO
+        self.metrics = metrics_enabled()
+        self.access_log = access_log or AccessLog(enabled=self.logs or self.metrics)
         self._service = service_name()
+        self.invocation: dict[str, Any] = {}  # on Lambda: this invocation's keys, set by the adapter
 
     def flush(self) -> None:
         self.access_log.flush()
@@ -69,26 +75,30 @@ class RequestRecorder:
     def record(self, outcome: RequestOutcome) -> None:
         now = time.time()
         latency = round(outcome.duration_ms, 3)
-        self.access_log.write(
-            {
-                "level": "INFO",
-                "message": "request",
-                "timestamp": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
-                "service": self._service,
-                "correlation_id": outcome.request_id,
-                "method": outcome.method,
-                "path": outcome.path,
-                "route": outcome.route or "(none)",  # also the EMF dimension, which must be a string
-                "target": outcome.target,
-                "backend": outcome.backend,
-                "status": outcome.status,
-                "duration_ms": latency,
-                "timed_out": outcome.timed_out,
-                "error": outcome.error,
-                "request_id": outcome.request_id,
-                "_aws": {"Timestamp": int(now * 1000), "CloudWatchMetrics": metric_definitions()},
-                "Requests": 1,
-                "Latency": latency,
-                "UpstreamErrors": outcome.upstream_errors,
-            }
-        )
+        # route and service are EMF dimensions (strings) as well as log fields
+        line: dict[str, Any] = {"route": outcome.route or "(none)", "service": self._service}
+        if self.logs:
+            line.update(
+                {
+                    "level": "INFO",
+                    "message": "request",
+                    "timestamp": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+                    "correlation_id": outcome.request_id,
+                    "method": outcome.method,
+                    "path": outcome.path,
+                    "target": outcome.target,
+                    "backend": outcome.backend,
+                    "status": outcome.status,
+                    "duration_ms": latency,
+                    "timed_out": outcome.timed_out,
+                    "error": outcome.error,
+                    "request_id": outcome.request_id,
+                    **self.invocation,
+                }
+            )
+        if self.metrics:
+            line["_aws"] = {"Timestamp": int(now * 1000), "CloudWatchMetrics": metric_definitions()}
+            line["Requests"] = 1
+            line["Latency"] = latency
+            line["UpstreamErrors"] = outcome.upstream_errors
+        self.access_log.write(line)

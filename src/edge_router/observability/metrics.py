@@ -2,8 +2,9 @@
 once (on first use, not at import) and reused: per request only the timestamp and values change.
 
 CloudWatch Logs turns the `_aws` block of a JSON log line into metrics, so the request log and
-its metrics are one write: `Requests`, `Latency` (ms) and `UpstreamErrors` (failed attempts),
-dimensioned by route and service, in `POWERTOOLS_METRICS_NAMESPACE`.
+its metrics are one write: `Requests`, `Latency` (ms) and `UpstreamErrors` (failed attempts), in
+`POWERTOOLS_METRICS_NAMESPACE`, dimensioned by route and service and by service alone (the totals
+an alarm watches). `POWERTOOLS_METRICS_DISABLED` (true/1/yes) turns them off, whatever the log level.
 """
 
 from __future__ import annotations
@@ -28,4 +29,12 @@ def metric_definitions() -> list[dict[str, Any]]:
     metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=0)
     document = metrics.serialize_metric_set()
     metrics.clear_metrics()
-    return [dict(definition) for definition in document["_aws"]["CloudWatchMetrics"]]
+    definitions: list[dict[str, Any]] = [dict(item) for item in document["_aws"]["CloudWatchMetrics"]]
+    for definition in definitions:  # the service totals too, for alarms without metric math
+        definition["Dimensions"] = [*list(definition["Dimensions"]), ["service"]]
+    return definitions
+
+
+def metrics_enabled() -> bool:
+    """Powertools' switch: `POWERTOOLS_METRICS_DISABLED` true/1/yes/on turns EMF off."""
+    return os.environ.get("POWERTOOLS_METRICS_DISABLED", "").strip().lower() not in ("true", "1", "yes", "on")
