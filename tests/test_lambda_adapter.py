@@ -93,11 +93,14 @@ def test_forwarded_for_ends_with_source_ip_once(tmp_path: Path, lambda_adapter: 
 def test_too_large_answer_becomes_clear_502(tmp_path: Path, lambda_adapter: Any) -> None:
     big = b"x" * (7 * 1024 * 1024)
     with Backend(lambda _: Reply(headers=[("Content-Type", "text/plain")], body=big)) as backend:
-        response = lambda_adapter(routes(tmp_path, backend.url))(function_url_event("GET", "/api/big"), None)
+        event = function_url_event("GET", "/api/big", headers={"x-request-id": "client-7"})
+        response = lambda_adapter(routes(tmp_path, backend.url))(event, None)
         assert response["statusCode"] == 502
         body = json.loads(response["body"])
         assert body["error"] == "Bad Gateway"
         assert "6 MB" in body["message"]
+        # under the request id the router answered with (the client's), in the body and the header
+        assert body["request_id"] == response["headers"]["x-request-id"] == "client-7"
 
 
 def test_scheduled_event_is_answered_without_crashing(tmp_path: Path, lambda_adapter: Any) -> None:

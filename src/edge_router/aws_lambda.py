@@ -65,21 +65,7 @@ class FunctionUrlHandler(HTTPGateway):
         return self._scope
 
     def __call__(self, response: Any) -> dict[str, Any]:
-        return dict(
-            encode_response(
-                response["status"],
-                response["headers"],
-                response["body"],
-                request_id=_scope_request_id(self._scope),
-            )
-        )
-
-
-def _scope_request_id(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            return str(value.decode("latin-1"))
-    return str(scope["aws.event"]["requestContext"].get("requestId", ""))
+        return dict(encode_response(response["status"], response["headers"], response["body"]))
 
 
 class EventHooks(Protocol):

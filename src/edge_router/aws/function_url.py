@@ -320,10 +320,9 @@ def build_event(
 # -- responses out ----------------------------------------------------------------------------
 
 
-def encode_response(
-    status: int, headers: Iterable[Header], body: bytes, *, request_id: str
-) -> FunctionUrlResponse:
-    """A router answer as a function URL response (an oversized one becomes a JSON 502)."""
+def encode_response(status: int, headers: Iterable[Header], body: bytes) -> FunctionUrlResponse:
+    """A router answer as a function URL response (an oversized one becomes a JSON 502, under the
+    request id the answer carries: every answer of the router has its `x-request-id`)."""
     joined: dict[str, str] = {}
     cookies: list[str] = []
     for raw_name, raw_value in headers:
@@ -349,7 +348,7 @@ def encode_response(
                 f"The response ({size} bytes as a function URL answer) is larger than the 6 MB "
                 "a function URL can return"
             )
-            return error_response(502, message, request_id)
+            return error_response(502, message, joined.get("x-request-id", ""))
     return out
 
 
