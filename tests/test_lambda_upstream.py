@@ -374,6 +374,14 @@ def test_malformed_answers_are_protocol_errors() -> None:
         decode_response(b'{"statusCode": 200, "body": "***", "isBase64Encoded": true}')
     with pytest.raises(MalformedAnswer, match="invalid header"):
         decode_response(b'{"statusCode": 200, "headers": {"x-a": "1\\r\\nx-b: 2"}}')
+    # a name ending in a newline, a control character in a value or a cookie: relayed, any of them
+    # would make the server drop the client's connection (the rule for HTTP backends too)
+    with pytest.raises(MalformedAnswer, match="invalid header"):
+        decode_response(b'{"statusCode": 200, "headers": {"x-a\\n": "1"}}')
+    with pytest.raises(MalformedAnswer, match="invalid header"):
+        decode_response(b'{"statusCode": 200, "headers": {"x-a": "1\\u0001"}}')
+    with pytest.raises(MalformedAnswer, match="invalid cookie"):
+        decode_response(b'{"statusCode": 200, "cookies": ["a=1\\u0001"]}')
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -145,6 +145,23 @@ def test_via_count(via: str | None, count: int) -> None:
     assert _headers.via_count(via, "edge-router") == count
 
 
+@pytest.mark.parametrize(
+    ("headers", "valid"),
+    [
+        ([(b"content-type", b"text/plain"), (b"x-a", b"1\t2")], True),
+        ([], True),
+        ([(b"x-a\n", b"1")], False),  # `$` in a pattern would let a trailing newline through
+        ([(b"x a", b"1")], False),
+        ([(b"x-a", b"1\x01")], False),
+        ([(b"x-a", b"1\n")], False),
+    ],
+)
+def test_response_head_names_are_tokens_and_values_have_no_control_characters(
+    headers: list[tuple[bytes, bytes]], valid: bool
+) -> None:
+    assert (_headers.valid_response_head(200, headers) is None) is valid
+
+
 def test_response_hop_by_hop_dropped_and_cookies_kept() -> None:
     kept = _headers.downstream_response_headers(
         [

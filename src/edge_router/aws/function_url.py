@@ -389,8 +389,6 @@ def _text_body(body: bytes) -> str | None:
 
 # -- an Invoke answer, read as a function URL reads it ----------------------------------------
 
-_ANSWER_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-_BAD_VALUE = re.compile(r"[\r\n\x00]")
 # Not taken from the function: the body's real length is set from what was decoded.
 _LENGTH_HEADERS = frozenset({"content-length", "transfer-encoding"})
 
@@ -434,12 +432,13 @@ def _answer_headers(answer: dict[str, Any]) -> list[Header]:
     raw_headers = []
     for name, value in headers.items():
         text = _header_text(name, value)
-        if not _ANSWER_TOKEN.match(name) or _BAD_VALUE.search(text):
+        # the same rule as for an HTTP backend's answer (http/headers.py `valid_response_head`)
+        if not _TOKEN.fullmatch(name) or _CONTROL.search(text):
             raise MalformedAnswer(f"the function's answer has an invalid header {name!r}")
         if name.lower() not in _LENGTH_HEADERS:
             raw_headers.append((name.encode("ascii"), text.encode("utf-8")))
     for cookie in cookies:
-        if _BAD_VALUE.search(cookie):
+        if _CONTROL.search(cookie):
             raise MalformedAnswer("the function's answer has an invalid cookie")
         raw_headers.append((b"set-cookie", cookie.encode("utf-8")))
     return raw_headers

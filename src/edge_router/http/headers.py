@@ -34,7 +34,7 @@ _HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 
 # Field values a backend may not send (RFC 9110 5.5: CTLs other than HTAB, and DEL).
 _INVALID_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token; always fullmatch (`$` allows a "\n")
 
 Decoded = Sequence[tuple[str, str]]
 
@@ -74,12 +74,12 @@ def valid_response_head(status: int, headers: RawHeaders) -> str | None:
     if not 200 <= status <= 599:
         return f"the backend answered with status {status}"
     # One scan over all names and one over all values: this runs on every proxied answer.
-    if _TOKEN.match(b"".join(name for name, _ in headers) or b"x") and not _INVALID_VALUE.search(
+    if _TOKEN.fullmatch(b"".join(name for name, _ in headers) or b"x") and not _INVALID_VALUE.search(
         b"\t".join(value for _, value in headers)
     ):
         return None
     for name, value in headers:
-        if _INVALID_VALUE.search(value) or not _TOKEN.match(name):
+        if _INVALID_VALUE.search(value) or not _TOKEN.fullmatch(name):
             return f"the backend sent an invalid header {name[:64].decode('latin-1')!r}"
     return None
 
