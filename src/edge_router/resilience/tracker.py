@@ -83,8 +83,9 @@ class BackendTracker:
         for backend, breaker in self.breakers.items():
             if backend in policies:
                 breaker.policy = policies[backend]
-        health = {backend_id: entry.health for backend_id, entry in config.backends.items() if entry.health}
-        self._health_policies = {key: value for key, value in health.items() if value is not None}
+        self._health_policies = {
+            backend: entry.health for backend, entry in config.backends.items() if entry.health is not None
+        }
 
     def policy_for(self, route: Route, target: Target) -> BreakerPolicy | None:
         return self._policies.get(target.source) or route.breaker
@@ -109,17 +110,18 @@ class BackendTracker:
         now = self.clock()
         kept: list[Target] = []
         skipped: list[tuple[Target, str]] = []
+        retry_after = 1.0
         for target in targets:
             why = self._unavailable(route, target, now)
             if why is None:
                 kept.append(target)
             else:
                 skipped.append((target, why[0]))
+                retry_after = why[1]
         if not skipped:
             return Gate(targets)
-        if explicit:
-            target = targets[0]
-            reason, retry_after = self._unavailable(route, target, now) or ("unavailable", 1.0)
+        if explicit:  # one target (a header's choice, or a route's only one): it was skipped
+            target, reason = skipped[0]
             raise Refusal(
                 503,
                 f"The backend '{target.source}' is unavailable: {reason}",
