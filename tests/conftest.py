@@ -58,6 +58,7 @@ def lambda_adapter() -> Iterator[Callable[..., Any]]:
 
     yield make
     for adapter in made:
+        adapter.loop.run_until_complete(adapter.router.aclose_state())
         adapter.loop.run_until_complete(adapter.router.upstream.aclose())
         adapter.loop.close()
 
@@ -86,3 +87,29 @@ def atomic_puts(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(Table, "put_item", atomic_put_item)
     yield
     assert calls, "the moto server did not run the patched put_item (not in this process?)"
+
+
+@pytest.fixture
+def atomic_updates(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's UpdateItem made atomic, as DynamoDB's is.
+
+    DynamoDB evaluates an UpdateItem's condition and applies its update as one step. moto (5.2,
+    `moto.dynamodb.models.DynamoDBBackend.update_item`) reads the item, evaluates the condition and
+    updates it in place without a lock, on a threaded server, so two racing `SET tat = tat + :T`
+    updates can both pass `tat <= :max`. Its server runs in this process, so a lock around that
+    method restores DynamoDB's guarantee; the requests still race over HTTP.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+    update_item = DynamoDBBackend.update_item
+    calls: list[None] = []
+
+    def atomic_update_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            calls.append(None)
+            return update_item(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "update_item", atomic_update_item)
+    yield
+    assert calls, "the moto server did not run the patched update_item (not in this process?)"

@@ -171,7 +171,9 @@ def write_config(path: Path, document: dict[str, Any]) -> str:
 class RouterServer:
     """`edge-router serve` in-process: the real app under uvicorn on a loopback socket, in a thread."""
 
-    def __init__(self, config_source: str | None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config_source: str | None, env: dict[str, str] | None = None, *, host: str = "127.0.0.1"
+    ) -> None:
         from edge_router.app import EdgeRouter
         from edge_router.observability.access_log import AccessLog
         from edge_router.settings import Settings
@@ -182,16 +184,18 @@ class RouterServer:
         self.app.recorder.access_log = AccessLog(self.log, enabled=True)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._started = threading.Event()
+        self.host = host  # 127.0.0.1, or ::1
         self.url = ""
 
     def _run(self) -> None:
         from edge_router.server import bind, make_server, new_event_loop
 
-        sock = bind("127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        sock = bind(self.host, 0)
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"http://{shown}:{sock.getsockname()[1]}"
         self.server = make_server(
             self.app,
-            "127.0.0.1",
+            self.host,
             sock.getsockname()[1],
             limits=self.settings.server,
             render=self.app.refusal_response,
@@ -396,3 +400,34 @@ def chunks(data: bytes, size: int) -> Iterator[bytes]:
 
 
 __all__ = ["Backend", "RawBackend", "Reply", "RouterServer", "Seen", "function_url_event"]
+
+
+class HangingServer(RawBackend):
+    """A TCP server on 127.0.0.1 that accepts every connection, reads the request and never
+    answers: a partitioned or browned-out dependency. As `AWS_ENDPOINT_URL`, every AWS call waits
+    for botocore's read timeout (and is retried once, in this project's client settings).
+
+    `operations` lists each request received, by its `X-Amz-Target` operation (`GetItem`,
+    `BatchGetItem`, ...) or else its request line. Leaving the block closes every connection, so
+    the callers still waiting see the connection end instead of waiting on. (A dependency that
+    fails fast instead is a `Backend` answering 503 or a throttling error.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__(self._hold)
+        self.operations: list[str] = []
+
+    def _hold(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with contextlib.suppress(OSError):
+            head = read_head(conn).decode("latin-1")
+            lines = head.split("\r\n")
+            target = [
+                line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("x-amz-target:")
+            ]
+            self.operations.append(target[0].rpartition(".")[2] if target else lines[0])
+        self._stop.wait()  # never answered; the connection stays open until the server stops
+
+    def __enter__(self) -> HangingServer:
+        super().__enter__()
+        return self

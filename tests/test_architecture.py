@@ -163,3 +163,19 @@ def test_the_cold_path_of_a_proxied_lambda_request_imports_no_fastapi_or_boto3(t
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen == {"status": 200, "heavy": [], "control": False}
     assert backend.last.target == "/x"
+
+
+def _long_functions(limit: int) -> list[str]:
+    found = []
+    for name, path in sorted(FILES.items()):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > limit:
+                    found.append(f"{name}.{node.name}: {length} lines")
+    return found
+
+
+def test_no_function_is_longer_than_60_lines() -> None:
+    # A long function is a stage that has not been named yet (the house rule).
+    assert _long_functions(60) == []

@@ -1,16 +1,19 @@
 """The composition root: `EdgeRouter`, the one ASGI app both hosts run (uvicorn, Mangum).
 
-It builds every part once (config cache, upstream client, header routing, recorder, data plane)
-and sends each request through the stages before routing, in this order:
+It builds every part once (config cache, upstream client, header routing, recorder, the guards'
+services, data plane) and sends each request through:
 
-1. framing and path safety (`guards.framing`): 400/501 before anything else;
-2. the config (TTL cache, no I/O within the TTL);
-3. the config's request guards (the CORS preflight answer);
-4. control paths (/health, /backends, /_config/..., /admin/..., /docs, /openapi.json) go to the
-   control plane, /admin ones through the admin gate first; control paths take precedence over
-   routes. The control plane (FastAPI) is imported on the first control request, so a cold start
-   that only proxies never pays for it (~160 ms here);
-5. everything else goes to the data plane (`proxy.forward.ProxyApp`).
+1. the config (TTL cache, no I/O within the TTL);
+2. the stage before routing, one ordered list compiled with the config (`config.compile_guards`):
+   framing and path safety, the client address, top-level IP rules, the CORS preflight answer, the
+   admin gate on /admin paths;
+3. control paths (/health, /backends, /_config/..., /admin/..., /docs, /openapi.json) go to the
+   control plane; control paths take precedence over routes. The control plane (FastAPI) is
+   imported on the first control request, so a cold start that only proxies never pays for it;
+4. everything else goes to the data plane (`proxy.forward.ProxyApp`).
+
+What a new config changes elsewhere (the tracker's breaker and health policies) happens in one
+hook, `_config_loaded`, run once per loaded config before any request routes with it.
 """
 
 from __future__ import annotations
@@ -19,15 +22,18 @@ import asyncio
 import os
 from typing import Any
 
+from .aws.shield import StoreShield
 from .config.cache import ConfigCache
 from .config.load import load_config
-from .config.model import DEFAULT_CORS, DEFAULT_CORS_PREFLIGHT, RouterConfig
+from .config.model import RouterConfig
 from .config.sources import ConfigSource, parse_source
 from .exceptions import Refusal
 from .guards.admin import AdminGate, AdminKey
 from .guards.base import Guard, run_guards
+from .guards.cors import ALL_CORS_NAMES, DEFAULT_POLICY
 from .guards.framing import RequestFramingGuard
 from .guards.preflight import PreflightGuard
+from .guards.services import GuardServices
 from .http import paths
 from .http.context import RequestContext, new_request_id
 from .http.responses import raw_error_response, send_refusal
@@ -58,8 +64,6 @@ _CONTROL_EXACT = frozenset(
     }
 )
 _CONTROL_PREFIXES = ("/_config/", "/admin/")
-_CORS_NAMES = frozenset(name for name, _ in DEFAULT_CORS_PREFLIGHT)
-_WITHOUT_CONFIG: tuple[Guard, ...] = (PreflightGuard(DEFAULT_CORS_PREFLIGHT),)
 
 
 def is_control_path(path: str) -> bool:
@@ -85,16 +89,21 @@ class EdgeRouter:
         self.source: ConfigSource = (
             parse_source(settings.config_source) if settings.config_source else _NoSource()
         )
+        self.admin_key = AdminKey(settings.admin_key, settings.admin_key_source)
+        # one shield per state table: a table that hangs is backed off for all its users at once
+        shield = StoreShield(f"DynamoDB table {settings.state_table!r}") if settings.state_table else None
+        self.services = _services(settings, AdminGate(self.admin_key), shield)
         self.config = ConfigCache(
             self._load,
             source=self.source.describe(),
             ttl_seconds=settings.config_ttl_seconds,
             retry_seconds=settings.config_retry_seconds,
+            on_loaded=self._config_loaded,
         )
         self.upstream = upstream or AiohttpUpstream()
         self.recorder = RequestRecorder()
         self.header_routing = HeaderRouting(settings)
-        self.tracker = BackendTracker(store=_state_store(settings))
+        self.tracker = BackendTracker(store=_state_store(settings), shield=shield)
         self.health = HealthMonitor(self.tracker, self.upstream)
         self.proxy = ProxyApp(
             upstream=self.upstream,
@@ -104,21 +113,27 @@ class EdgeRouter:
             tracker=self.tracker,
             config_error=lambda: self.config.status().last_error,
         )
-        self._framing = RequestFramingGuard()
-        self.admin_key = AdminKey(settings.admin_key, settings.admin_key_source)
-        self._admin_gate = AdminGate(self.admin_key)
+        # stage 1 while no config was ever loaded: the same list, with the default CORS policy
+        self._without_config: tuple[Guard, ...] = (
+            RequestFramingGuard(),
+            PreflightGuard(DEFAULT_POLICY),
+            *((self.services.admin_gate,) if self.services.admin_gate else ()),
+        )
         self._control: Any = None
         self._background: list[asyncio.Task[None]] = []
 
     def _load(self) -> RouterConfig:
-        return load_config(self.source.read(), os.environ)
+        return load_config(self.source.read(), os.environ, self.services)
+
+    def _config_loaded(self, config: RouterConfig) -> None:
+        """Everything a newly loaded config changes outside itself, in one place."""
+        self.tracker.configure(config)
 
     async def backends(self) -> list[KnownBackend]:
         """Every backend the router can reach (CONTRACT section 7), once each."""
         config = await self.config.get()
         if config is None:
             return []
-        self.tracker.configure(config)
         return await known_backends(config, self.header_routing)
 
     async def probe_targets(self) -> list[ProbeTarget]:
@@ -151,29 +166,24 @@ class EdgeRouter:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = RequestContext.from_scope(scope)
-        refusal = await self._framing.on_request(ctx)
         config = await self.config.get()
-        cors = config.cors_headers if config else DEFAULT_CORS
-        if refusal is None:
-            refusal = await run_guards(config.request_guards if config else _WITHOUT_CONFIG, ctx)
+        refusal = await run_guards(config.request_guards if config else self._without_config, ctx)
         if refusal is not None:
-            await self._refuse(ctx, send, refusal, cors)
+            await self._refuse(ctx, send, refusal, config)
             return
         if is_control_path(ctx.path):
-            refusal = await self._admin_gate.on_request(ctx)
-            if refusal is not None:
-                await send_refusal(send, refusal, request_id=ctx.request_id, cors=cors)
-                return
             scope["edge_router.request_id"] = ctx.request_id
             scope["path"] = paths.unquote_path(ctx.path)
+            cors = (config.cors if config else DEFAULT_POLICY).answer_headers(ctx.header("origin"))
             await self.control_app()(scope, receive, _with_headers(send, cors, ctx.request_id))
             return
         await self.proxy.handle(ctx, receive, send, config)
 
     async def _refuse(
-        self, ctx: RequestContext, send: Send, refusal: Refusal, cors: tuple[Header, ...]
+        self, ctx: RequestContext, send: Send, refusal: Refusal, config: RouterConfig | None
     ) -> None:
         """Answer a request refused before routing; an error (not a preflight) is logged like others."""
+        cors = (config.cors if config else DEFAULT_POLICY).answer_headers(ctx.header("origin"))
         await send_refusal(send, refusal, request_id=ctx.request_id, cors=cors)
         if refusal.log_error is not None:
             outcome = RequestOutcome(
@@ -188,7 +198,7 @@ class EdgeRouter:
     def refusal_response(self, status: int, message: str) -> bytes:
         """A whole HTTP answer for a request the server refuses before it reaches the app."""
         config = self.config.current
-        cors = config.cors_headers if config else DEFAULT_CORS
+        cors = (config.cors if config else DEFAULT_POLICY).answer_headers(None)
         return raw_error_response(status, message, request_id=new_request_id(), headers=cors)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -208,15 +218,41 @@ class EdgeRouter:
                     task.cancel()
                 await asyncio.gather(*self._background, return_exceptions=True)
                 self.recorder.flush()
+                await self.aclose_state()
                 await self.upstream.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def aclose_state(self) -> None:
+        """End what runs beside the requests on the state table (background reads, trials)."""
+        await self.services.aclose()
+        await self.tracker.aclose()
 
     async def _flush_access_log(self) -> None:
         # Server mode writes request lines in batches; this bounds how long one can wait.
         while True:
             await asyncio.sleep(0.5)
             self.recorder.flush()
+
+
+def _services(settings: Settings, admin_gate: Guard, shield: StoreShield | None) -> GuardServices:
+    """The guards' stores: per process, or (STATE_TABLE) the state table's for API keys and for
+    rate limits that say `"shared": true`."""
+    from .guards.buckets import LocalBuckets
+
+    if not settings.state_table:
+        from .guards.key_store import LocalKeyStore
+
+        return GuardServices(keys=LocalKeyStore(), buckets=LocalBuckets(), admin_gate=admin_gate)
+    from .guards.key_store import DynamoDBKeyStore
+    from .guards.shared_buckets import DynamoDBBuckets
+
+    return GuardServices(
+        keys=DynamoDBKeyStore(settings.state_table, shield=shield),
+        buckets=LocalBuckets(),
+        shared_buckets=DynamoDBBuckets(settings.state_table, shield=shield),
+        admin_gate=admin_gate,
+    )
 
 
 def _state_store(settings: Settings) -> StateStore | None:
@@ -232,7 +268,7 @@ def _with_headers(send: Send, extra: tuple[Header, ...], request_id: str) -> Sen
 
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            kept = [h for h in message.get("headers", []) if h[0].lower() not in _CORS_NAMES]
+            kept = [h for h in message.get("headers", []) if h[0].lower() not in ALL_CORS_NAMES]
             message["headers"] = [*kept, *extra, (b"x-request-id", request_id.encode())]
         await send(message)
 

@@ -9,6 +9,7 @@
     ├── RegistryError               a backend registry (DynamoDB) could not be read          -> 503
     ├── StateStoreError             the shared state table could not be read or written (routing
     │                               goes on with what this instance knows: fail open, logged)
+    ├── KeyLimitReached             the API-key store is full (the admin API answers 409)
     ├── UpstreamError               forwarding to a backend failed (mapped to 5xx answers)
     │   ├── UpstreamConnectError    nothing was delivered: refused, DNS, reset before sending  -> 503
     │   ├── UpstreamTimeout         the per-attempt timeout passed before response headers   -> 504
@@ -65,6 +66,10 @@ class StateStoreError(EdgeRouterError):
     """The shared state table (STATE_TABLE) could not be read or written; the message names it."""
 
 
+class KeyLimitReached(EdgeRouterError):
+    """The API-key store holds its maximum of keys already: delete one before creating another."""
+
+
 class UpstreamError(EdgeRouterError):
     """Forwarding a request to a backend failed."""
 
@@ -119,3 +124,6 @@ class Refusal(EdgeRouterError):
         self.log_error = log_error
         self.detail = detail
         self.extra = extra
+        # True/None: the request's body may still be coming (a 413 reads and drops it, bounded,
+        # before answering); False: it was read to its end
+        self.body_pending: bool | None = None

@@ -12,6 +12,8 @@
   after 1, 2, 4 ... seconds (jittered, at most `retry_seconds`), not after a whole minute of 503s.
 * `refresh()` (used by POST /admin/cache-flush) drops the cached copy's freshness and waits for
   a new read, so the caller learns at once whether the source is valid.
+* `on_loaded(config)` runs once for each config loaded, on the event loop, before any request
+  is routed with it: the one hook for what a new config changes elsewhere (the tracker's policies).
 * A failure is kept twice: `last_error`, the full reason (it may quote the source: a YAML line, a
   URL with credentials), and `last_error_summary`, only its kind, which anyone may be shown.
 """
@@ -64,8 +66,10 @@ class ConfigCache:
         retry_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
+        on_loaded: Callable[[RouterConfig], None] | None = None,
     ) -> None:
         self._load = load
+        self._on_loaded = on_loaded
         self._source = source
         self._ttl = ttl_seconds
         self._retry = min(retry_seconds, ttl_seconds)
@@ -130,6 +134,10 @@ class ConfigCache:
             logger.exception("config: unexpected error reading %s", self._source)
             self._failed(f"{type(exc).__name__}: {exc}", error_summary(exc))
         else:
+            if self._on_loaded is not None:
+                # what must happen once per config (the tracker's policies): on the loop, before
+                # any request routes with it
+                self._on_loaded(config)
             self._config = config
             self._fresh_until = self._clock() + self._ttl
             self._loaded_at = datetime.now(UTC).isoformat(timespec="seconds")

@@ -3,21 +3,26 @@
 * `Diagnostics` collects problems (the config is refused, each naming its field) and warnings
   (it loads, and they are logged), so one pass reports everything wrong at once;
 * `TargetResolver` turns a reference (URL, backend id, `lambda:FUNCTION`) into a `Target`;
-* `finish` builds the guards in the order `guards/__init__.py` gives and the CORS headers, and
-  returns the config, or raises `ConfigInvalidError` with every problem found.
+* `finish` builds the guards (in the order `compile_guards` writes once, with the process's
+  `GuardServices`) and the CORS policies, and returns the config, or raises `ConfigInvalidError`
+  with every problem found.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 from ..exceptions import ConfigInvalidError
-from ..guards.base import Guard
+from ..guards.cors import DEFAULT_POLICY, CorsPolicy
 from ..guards.loop import LoopGuard
 from ..guards.preflight import PreflightGuard
+from ..guards.services import GuardServices
+from .compile_guards import GuardDefaults, request_stage, route_stage
+from .diagnostics import Diagnostics
+from .guard_specs import GuardBlocks, RateLimitSpec
 from .model import (
     POOL_BREAKER,
     BackendEntry,
@@ -27,27 +32,19 @@ from .model import (
     Route,
     RouterConfig,
     Target,
-    cors_headers,
     lambda_target,
     parse_target,
 )
-from .schema import BackendSpec, CircuitBreakerSpec, HealthChecksSpec, PriorityConfigSpec, RoutesConfigSpec
+from .schema import (
+    BackendSpec,
+    CircuitBreakerSpec,
+    CorsSpec,
+    HealthChecksSpec,
+    PriorityConfigSpec,
+    RoutesConfigSpec,
+)
 
 logger = logging.getLogger("edge_router.config")
-
-
-@dataclass
-class Diagnostics:
-    """Problems (the config is refused) and warnings (it loads; they are logged), field by field."""
-
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def problem(self, where: str, message: object) -> None:
-        self.problems.append(f"{where}: {message}")
-
-    def warn(self, where: str, message: object) -> None:
-        self.warnings.append(f"{where}: {message}")
 
 
 class TargetResolver:
@@ -160,39 +157,79 @@ def breaker_policy(
 
 def finish(
     spec: RoutesConfigSpec | PriorityConfigSpec,
-    routes: list[Route],
+    routes: list[tuple[Route, GuardBlocks]],
     document: Mapping[str, Any],
     diagnostics: Diagnostics,
     format: Literal["routes", "priority"],
+    services: GuardServices,
 ) -> RouterConfig:
     """The compiled config, or ConfigInvalidError listing every problem; warnings are logged."""
-    cors, via = spec.cors, spec.via
     backends = backend_entries(spec.backends, diagnostics)
     health = health_policy(spec.health_checks, "health_checks", diagnostics)
+    cors = cors_policy(spec.cors, spec.allowed_origins, "allowed_origins", diagnostics)
+    features = spec.features
+    defaults = GuardDefaults(spec, features, features.rate_limit.default or _top_rate_limit(spec))
+    loop = LoopGuard(spec.via)
+    compiled = []
+    for index, (route, blocks) in enumerate(routes):
+        where = f"routes[{index}]" if format == "routes" else f"routes.{route.prefix.strip('/') or '*'}"
+        guards = route_stage(
+            where,
+            route.prefix,
+            blocks,
+            getattr(blocks, "rate_limit_multiplier", 1.0),
+            defaults,
+            loop,
+            services,
+            diagnostics,
+        )
+        own_cors = None
+        if blocks.allowed_origins is not None:
+            own_cors = cors_policy(spec.cors, blocks.allowed_origins, f"{where}.allowed_origins", diagnostics)
+        compiled.append(replace(route, guards=guards, cors=own_cors))
+    stage = request_stage(spec, spec.trusted_proxies, PreflightGuard(cors, compiled), services, diagnostics)
     if diagnostics.problems:
         raise ConfigInvalidError(diagnostics.problems)
     for warning in diagnostics.warnings:
         logger.warning("config: %s", warning)
-    every, preflight = cors_headers(
-        allow_origin=cors.allow_origin,
-        allow_methods=cors.allow_methods,
-        allow_headers=cors.allow_headers,
-        expose_headers=cors.expose_headers,
-        max_age=cors.max_age,
-        allow_credentials=cors.allow_credentials,
-    )
-    # The order of each stage is CONTRACT section 8's (see guards/__init__.py).
-    route_guards: tuple[Guard, ...] = (LoopGuard(via),)
     return RouterConfig(
-        routes=tuple(replace(route, guards=(*route_guards, *route.guards)) for route in routes),
+        routes=tuple(compiled),
         backends=backends,
-        cors_headers=every,
-        cors_preflight_headers=preflight,
-        via_pseudonym=via,
+        cors=cors,
+        via_pseudonym=spec.via,
         document=document,
-        request_guards=(PreflightGuard(preflight),),
+        request_guards=stage,
         health=health,
         retry_budget=RetryBudgetPolicy(spec.retry_budget.percent, spec.retry_budget.min_retries),
         warnings=tuple(diagnostics.warnings),
         format=format,
     )
+
+
+def _top_rate_limit(spec: RoutesConfigSpec | PriorityConfigSpec) -> RateLimitSpec | None:
+    value = spec.rate_limit
+    if isinstance(value, str):
+        return spec.features.rate_limit.profiles.get(value)
+    return value
+
+
+def cors_policy(
+    spec: CorsSpec | str, allowed: Sequence[str] | None, where: str, diagnostics: Diagnostics
+) -> CorsPolicy:
+    """The router's CORS answers for a `cors` block and an origin list (see `guards.cors`)."""
+    try:
+        if isinstance(spec, str):  # "backend": CORS is the backends' entirely
+            return CorsPolicy(mode="backend")
+        return CorsPolicy(
+            allow_origin=spec.allow_origin,
+            allow_methods=spec.allow_methods,
+            allow_headers=spec.allow_headers,
+            expose_headers=spec.expose_headers,
+            max_age=spec.max_age,
+            allow_credentials=spec.allow_credentials,
+            override=spec.override,
+            allowed_origins=allowed,
+        )
+    except ValueError as exc:
+        diagnostics.problem(where, exc)
+        return DEFAULT_POLICY

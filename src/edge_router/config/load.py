@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..exceptions import ConfigInvalidError
-from .compile import Diagnostics
+from ..guards.services import GuardServices
+from .diagnostics import Diagnostics
 from .formats.priority import compile_priority_config
 from .formats.routes import compile_routes_config
 from .model import RouterConfig
@@ -25,8 +26,9 @@ MAX_DOCUMENT_DEPTH = 64
 TOO_DEEP = f"nested more than {MAX_DOCUMENT_DEPTH} levels deep"
 
 
-def load_config(document: Any, env: Mapping[str, str]) -> RouterConfig:
-    """Validate a parsed document (either format) and compile it."""
+def load_config(document: Any, env: Mapping[str, str], services: GuardServices | None = None) -> RouterConfig:
+    """Validate a parsed document (either format) and compile it, its guards using `services` (the
+    router's; None: per-process stores of their own, for validation and tests)."""
     if _nested_too_deep(document):
         raise ConfigInvalidError([f"(document): {TOO_DEEP}"])
     if not isinstance(document, dict):
@@ -38,9 +40,13 @@ def load_config(document: Any, env: Mapping[str, str]) -> RouterConfig:
             f"environment variable {name} is not set; it was replaced by ''" for name in sorted(missing)
         ]
     )
+    if services is None:
+        from ..guards.local import local_services
+
+        services = local_services()
     if is_priority_format(substituted):
-        return compile_priority_config(substituted, diagnostics)
-    return compile_routes_config(substituted, diagnostics)
+        return compile_priority_config(substituted, diagnostics, services)
+    return compile_routes_config(substituted, diagnostics, services)
 
 
 def is_priority_format(document: Mapping[str, Any]) -> bool:

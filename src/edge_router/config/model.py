@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from ..guards.base import Guard
 from ..http.paths import join_path
 from ..types import Header
+
+if TYPE_CHECKING:
+    from ..guards.cors import CorsPolicy
 
 DEFAULT_VIA = "edge-router"
 DEFAULT_REPLAY_LIMIT = 1024 * 1024
@@ -177,6 +180,7 @@ class Route:
     geo: GeoRule | None = None
     breaker: BreakerPolicy | None = None  # the circuit breaker of this route's backends, if any
     guards: tuple[Guard, ...] = ()  # run after matching, in CONTRACT order; empty: nothing to pay
+    cors: CorsPolicy | None = None  # its own (an origin list of its own); None: the config's
     state: RouteState = field(default_factory=RouteState)
 
     @property
@@ -189,15 +193,19 @@ class Route:
 class RouterConfig:
     routes: tuple[Route, ...]
     backends: Mapping[str, BackendEntry]
-    cors_headers: tuple[Header, ...]
-    cors_preflight_headers: tuple[Header, ...]
+    cors: CorsPolicy  # the router's CORS answers (`guards.cors`), for paths no route has its own for
     via_pseudonym: str  # this router's name in Via (`edge-router`)
     document: Mapping[str, Any]  # as loaded, with ${VAR} substituted (redacted before display)
-    request_guards: tuple[Guard, ...] = ()  # run before routing (the CORS preflight answer)
+    request_guards: tuple[Guard, ...] = ()  # stage 1, every path (`config.compile_guards`)
     health: HealthPolicy | None = None  # the top-level `health_checks`; None: no active checks
     retry_budget: RetryBudgetPolicy = RetryBudgetPolicy()
     warnings: tuple[str, ...] = ()
     format: Literal["routes", "priority"] = "routes"
+
+    @property
+    def cors_headers(self) -> tuple[Header, ...]:
+        """The CORS headers of an answer to a request without an Origin (errors outside routing)."""
+        return self.cors.answer_headers(None)
 
     @property
     def via(self) -> str:

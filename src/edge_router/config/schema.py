@@ -8,23 +8,23 @@ per problem, each naming its field path (``routes[2].target: ...``). Keys are ac
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AliasChoices,
-    BaseModel,
-    ConfigDict,
+    Discriminator,
     Field,
     PositiveFloat,
     PositiveInt,
+    Tag,
     TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from ..exceptions import ConfigInvalidError
+from .guard_specs import GuardBlocks, RateLimitFeature, SizeLimitsFeature
 from .model import (
     DEFAULT_ALLOW_HEADERS,
     DEFAULT_ALLOW_METHODS,
@@ -33,18 +33,12 @@ from .model import (
     DEFAULT_REPLAY_LIMIT,
     DEFAULT_VIA,
 )
+from .spec_base import Model
 
 _PSEUDONYM = r"^[A-Za-z0-9._-]+$"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        str_strip_whitespace=True,
-    )
+_Model = Model
 
 
 _STATUS_RANGES = (
@@ -99,10 +93,10 @@ class FeaturesSpec(_Model):
     """Seed 002's `features`: named profiles routes refer to (`"circuitBreaker": "NAME"`)."""
 
     circuit_breaker: CircuitBreakerFeature = CircuitBreakerFeature()
-    # Profiles of features later issues build: accepted so such configs load unchanged.
+    size_limits: SizeLimitsFeature = SizeLimitsFeature()
+    rate_limit: RateLimitFeature = RateLimitFeature()
+    # Profiles of features a later issue builds: accepted so such configs load unchanged.
     cache: Any = None
-    size_limits: Any = None
-    rate_limit: Any = None
     deduplication: Any = None
 
 
@@ -118,6 +112,9 @@ class CorsSpec(_Model):
     expose_headers: list[str] = list(DEFAULT_EXPOSE_HEADERS)
     max_age: int | None = Field(default=DEFAULT_MAX_AGE, ge=0)
     allow_credentials: bool = False
+    # False: a backend's answer that carries its own Access-Control-Allow-Origin keeps its own
+    # CORS headers (CONTRACT section 6); True: the router's replace them.
+    override: bool = False
 
     @model_validator(mode="after")
     def _credentials_need_an_origin(self) -> CorsSpec:
@@ -148,7 +145,7 @@ class GeoSpec(_Model):
     continents: dict[str, TargetRef | list[TargetRef]] = {}
 
 
-class RouteSpec(_Model):
+class RouteSpec(GuardBlocks):
     prefix: str
     target: str | None = None
     targets: list[TargetRef] | None = None
@@ -161,13 +158,12 @@ class RouteSpec(_Model):
     # processed, unless the route says it is safe (CONTRACT section 3).
     retry_non_idempotent: bool = False
     replay_limit_bytes: int = Field(default=DEFAULT_REPLAY_LIMIT, ge=0)
-    # Seed 002's feature blocks: accepted so those configs load unchanged (see PENDING_FEATURES).
     circuit_breaker: CircuitBreakerSpec | str | None = None  # a block, or a features profile name
+    rate_limit_multiplier: float = Field(default=1.0, gt=0)
+    # Seed 002's feature blocks a later issue builds: accepted so those configs load unchanged,
+    # with a warning (see PENDING_FEATURES).
     cache: Any = None
-    size_limits: Any = None
-    rate_limit: Any = None
     deduplication: Any = None
-    auth: Any = None
 
     @field_validator("prefix")
     @classmethod
@@ -187,24 +183,33 @@ class RouteSpec(_Model):
         return self
 
 
-# Feature blocks the seeds write and later issues implement: accepted so those configs load
-# unchanged, and named in a warning so nobody believes they are enforced yet.
-PENDING_FEATURES = ("cache", "size_limits", "rate_limit", "deduplication", "auth")
+# Feature blocks the seeds write and a later issue implements: accepted so those configs load
+# unchanged, and named in a warning. Both only speed answers up; none promises protection (a block
+# that would, and is not enforced, refuses the config instead).
+PENDING_FEATURES = ("cache", "deduplication")
+
+# `"cors": "backend"` leaves CORS to the backends; otherwise a block. A discriminator, so that an
+# error in the block is reported against the block alone (not also as "not 'backend'").
+_CORS_TAGS = ("cors block", "cors mode")
+CorsBlock = Annotated[
+    Annotated[CorsSpec, Tag(_CORS_TAGS[0])] | Annotated[Literal["backend"], Tag(_CORS_TAGS[1])],
+    Discriminator(lambda value: _CORS_TAGS[1] if isinstance(value, str) else _CORS_TAGS[0]),
+]
 
 
-class RoutesConfigSpec(_Model):
+class RoutesConfigSpec(GuardBlocks):
     """The routes-list format (seed 000/002): routes are tried in order, the first match wins."""
 
     version: str = "1.0"
     routes: list[RouteSpec]
     backends: dict[str, BackendSpec] = {}
-    cors: CorsSpec = CorsSpec()
+    cors: CorsBlock = CorsSpec()
     via: str = Field(default=DEFAULT_VIA, pattern=_PSEUDONYM)
     health_checks: HealthChecksSpec | None = None
     retry_budget: RetryBudgetSpec = RetryBudgetSpec()
     features: FeaturesSpec = FeaturesSpec()
+    trusted_proxies: list[str] = []
     metrics: Any = None
-    rate_limit: Any = None
 
 
 PRIORITY_TIMEOUT_MS = 2500
@@ -219,14 +224,15 @@ class PriorityAppSpec(_Model):
     circuit_breaker: CircuitBreakerSpec | str | None = None
 
 
-class PriorityConfigSpec(_Model):
-    """The priority format (seed 003)."""
+class PriorityConfigSpec(GuardBlocks):
+    """The priority format (seed 003); guard blocks at top level apply to every app."""
 
     global_priority: str = ""
     routes: dict[str, PriorityAppSpec] = {}
     providers: dict[str, str]
     backends: dict[str, BackendSpec] = {}
-    cors: CorsSpec = CorsSpec()
+    cors: CorsBlock = CorsSpec()
+    trusted_proxies: list[str] = []
     via: str = Field(default=DEFAULT_VIA, pattern=_PSEUDONYM)
     timeout_ms: PositiveInt = PRIORITY_TIMEOUT_MS
     retry_non_idempotent: bool = True
@@ -253,6 +259,8 @@ def validate(spec: type[Spec], document: Any) -> Spec:
 def _format_loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
+        if part in _CORS_TAGS or (isinstance(part, str) and part.startswith("function-")):
+            continue  # pydantic's names for a union member or a validator, not a field
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(document)"
 

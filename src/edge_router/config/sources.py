@@ -13,19 +13,38 @@ hides the AWS error code that tells "no such parameter" from "access denied".
 The parse helpers here (`parse_json_text`, `parse_file`, `plain`) are also what flip/push read
 with, so a document the router could not load is refused by them too. Every failure is a
 `ConfigSourceError` or `ConfigInvalidError`, a document nested too deeply for a parser included.
+
+YAML aliases are bounded as nesting is. An alias (`*name`) stands for the whole node its anchor
+(`&name`) names, and every step after parsing (`${VAR}` substitution, pydantic, the redaction of
+/_config/route) walks the document as if each alias were a copy: nine anchors of nine aliases each
+("billion laughs") are 387 million nodes in a 300-byte file, and `edge-router validate` ran until
+killed. The YAML loader here counts, before anything is built, how many nodes the aliases add
+once expanded, and refuses past `MAX_ALIAS_NODES` (100,000: more than a config that shares a
+block among thousands of routes needs, and validated in well under a second), as it refuses an
+alias that names a node containing it (an infinite document). A merge key (`<<: *defaults`) is an
+alias too and counts the same way (an upper bound: keys the mapping already has are not copied).
+The count is one pass over the distinct nodes, so a refused document costs what parsing it did.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..aws.clients import aws_errors, client, error_code, resource
 from ..exceptions import ConfigInvalidError, ConfigSourceError
 from .load import TOO_DEEP
+
+if TYPE_CHECKING:
+    from yaml import Node
+
+# The most nodes YAML aliases may add to a document once expanded (see the module docstring).
+MAX_ALIAS_NODES = 100_000
 
 
 class ConfigSource(Protocol):
@@ -66,11 +85,78 @@ def parse_file(path: Path, data: bytes) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_bounded_yaml_loader())  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise ConfigInvalidError([f"(document): {path} is not valid YAML: {exc}"]) from None
     except RecursionError:
         raise _too_deep(str(path)) from None
+    except AliasExpansionError as exc:
+        raise ConfigInvalidError([f"(document): {path}: {exc}"]) from None
+
+
+class AliasExpansionError(ValueError):
+    """A YAML document whose aliases expand past `MAX_ALIAS_NODES`, or into themselves."""
+
+
+@functools.cache
+def _bounded_yaml_loader() -> type[Any]:
+    """`yaml.SafeLoader` that checks each composed document's aliases before building it.
+
+    Made on first use: PyYAML is imported only when a YAML file is read."""
+    import yaml
+
+    class BoundedAliasLoader(yaml.SafeLoader):
+        def compose_document(self) -> Node | None:
+            node = super().compose_document()
+            if node is not None:
+                check_aliases(node)
+            return node
+
+    return BoundedAliasLoader
+
+
+def check_aliases(root: Node, limit: int = MAX_ALIAS_NODES) -> None:
+    """AliasExpansionError when aliases add more than `limit` nodes to the document under `root`
+    once expanded, or when one names a node that contains it.
+
+    An alias is the very node its anchor names (PyYAML shares it), so the composed document is a
+    graph: its expanded size is counted bottom-up once per distinct node (iteratively, in time
+    linear in the text), and what aliases add is that size less the distinct nodes.
+    """
+    sizes: dict[int, int] = {}  # expanded size by id(node), once counted
+    open_nodes: set[int] = set()  # nodes whose children are being counted: the current path
+    pending: list[tuple[Node, bool]] = [(root, False)]
+    while pending:
+        node, children_counted = pending.pop()
+        key = id(node)
+        if children_counted:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+        elif key in open_nodes:
+            raise AliasExpansionError(
+                "a YAML alias refers to a node that contains it (the document would be infinite)"
+            )
+        elif key not in sizes:
+            open_nodes.add(key)
+            pending.append((node, True))
+            pending.extend((child, False) for child in _children(node))
+    added = sizes[id(root)] - len(sizes)
+    if added > limit:
+        raise AliasExpansionError(
+            f"YAML aliases expand it by {added:,} nodes, more than the {limit:,} allowed "
+            "(an alias repeats the whole node its anchor names)"
+        )
+
+
+def _children(node: Node) -> Iterator[Node]:
+    """A sequence's items, a mapping's keys and values; a scalar has none."""
+    value = node.value
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, tuple):
+                yield from item
+            else:
+                yield item
 
 
 def plain(value: Any) -> Any:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import paths
 
 if TYPE_CHECKING:
-    from ..types import Scope
+    from ..types import Header, Scope
 
 # The scope key where a host leaves the request's deadline (a time.monotonic() value).
 DEADLINE = "edge_router.deadline"
@@ -38,17 +39,39 @@ def renew_request_id_prefix() -> None:
     _ID_PREFIX = secrets.token_hex(8)
 
 
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a valid API key says the caller is (set by the API-key guard, read by the rate limit)."""
+
+    key_id: str
+    rate_limit_multiplier: float = 1.0
+
+
 class RequestContext:
-    """What is known of one request, for every stage to read."""
+    """What is known of one request, for every stage to read, and the one carrier of what the
+    stages learn of it on the way (CONTRACT section 8):
+
+    * `client_address`: the client's address as the guards judge it (the peer, or with
+      `trusted_proxies` the right-most untrusted X-Forwarded-For entry; IPv4-mapped IPv6 as IPv4);
+    * `principal`: who a valid API key names;
+    * `answer_headers`: headers the answer gets, whoever makes it (RateLimit-*, CORS per origin);
+    * `hidden_headers`: request headers never forwarded (an API key, unless the route says so);
+    * `body_limit`: the most body bytes the route accepts (None: no limit but the host's).
+    """
 
     __slots__ = (
+        "answer_headers",
+        "body_limit",
         "buffered",
         "client",
+        "client_address",
         "deadline",
         "headers",
+        "hidden_headers",
         "http_version",
         "method",
         "path",
+        "principal",
         "query",
         "raw_headers",
         "raw_path",
@@ -84,6 +107,13 @@ class RequestContext:
             for name, value in self.raw_headers
         ]
         self.client = client
+        # an IPv4-mapped IPv6 peer (a dual-stack listener) is its IPv4 address
+        mapped = client is not None and client.startswith("::ffff:") and "." in client
+        self.client_address = client[7:] if mapped and client else client
+        self.principal: Principal | None = None
+        self.answer_headers: list[Header] = []
+        self.hidden_headers: frozenset[str] = frozenset()
+        self.body_limit: int | None = None
         self.scheme = scheme
         self.buffered = buffered  # the body is whole already and the answer is buffered (Lambda)
         self.http_version = http_version

@@ -11,7 +11,9 @@ from collections.abc import Iterable, Sequence
 
 from ..types import RawHeaders
 
-# RFC 9110 7.6.1 plus the hop-specific proxy-auth pair, as Go's httputil and nginx drop them.
+# RFC 9110 7.6.1, plus the proxy-auth pair: RFC 9110 11.7.2 says Proxy-Authorization is meant
+# for the first proxy that asks for it, so a proxy that consumes none must not pass the client's
+# proxy credentials to a backend (Go's httputil drops both; nginx 1.22 forwards them).
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -123,6 +125,7 @@ def upstream_request_headers(
     request_id: str,
     via: str,
     keep_content_length: bool,
+    hidden: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str]]:
     """The headers sent to the backend, but `Host` (the attempt adds its target's): end-to-end ones
     as sent, plus the proxy's own.
@@ -130,8 +133,11 @@ def upstream_request_headers(
     Values go out as UTF-8 because the upstream client writes header values as UTF-8, so non-ASCII
     bytes (obs-text) arrive byte for byte. A value that is not UTF-8 (a lone surrogate after the
     context's lossless decoding) cannot be written back as sent: refused (InvalidHeader), never altered.
+    `hidden` names headers a guard consumed (an API key the route does not forward).
     """
     drop = HOP_BY_HOP | _REPLACED | connection_listed(incoming)
+    if hidden:
+        drop |= hidden
     out: list[tuple[str, str]] = []
     forwarded_for: str | None = None
     original_host = ""

@@ -4,6 +4,11 @@ Under a server both bodies stream; under Mangum the answer is buffered, because 
 URL answer must be complete, and capped so that an oversized answer becomes a clear 502 instead of
 a Lambda error. An answer that breaks off after its head was sent cannot become an error any more:
 it ends without its terminator (the server closes the connection) and the log says why.
+
+The answer's head is the backend's, minus hop-by-hop headers, with `Location`/`Content-Location`
+that point at the target rewritten under the route's prefix (`http.redirects`), CORS as the
+route's policy says (`guards.cors`: a backend's own CORS headers win unless the policy overrides
+them), and what the guards added (RateLimit-*).
 """
 
 from __future__ import annotations
@@ -13,50 +18,49 @@ from collections.abc import AsyncIterator
 from ..config.model import Target
 from ..exceptions import Refusal, UpstreamError
 from ..http.headers import downstream_response_headers
+from ..http.redirects import rewrite_response_locations
 from ..observability.outcome import RequestOutcome
 from ..types import Header, Send
 from ..upstream.base import UpstreamResponse
+from .exchange import Exchange
 
 # A buffered function URL answer is at most 6 MB of JSON envelope; binary bodies are base64
 # (x4/3). Past this the answer cannot fit, so reading more would only waste memory.
 LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
 SMALL_BODY = 64 * 1024
 # Set by the router on every answer: a backend's own copy is dropped.
-_ROUTER_SET = frozenset(
-    {
-        b"x-backend-source",
-        b"x-request-id",
-        b"access-control-allow-origin",
-        b"access-control-allow-methods",
-        b"access-control-allow-headers",
-        b"access-control-expose-headers",
-        b"access-control-allow-credentials",
-        b"access-control-max-age",
-    }
-)
+_ROUTER_SET = frozenset({b"x-backend-source", b"x-request-id"})
+
+
+def answer_head(ex: Exchange, response: UpstreamResponse, target: Target) -> list[Header]:
+    """The head of the answer relayed for `response` (see the module docstring)."""
+    ctx, route = ex.ctx, ex.route
+    assert route is not None
+    headers = downstream_response_headers(response.raw_headers, drop=_ROUTER_SET)
+    headers = rewrite_response_locations(
+        headers,
+        origin=target.origin,
+        base_path=target.base_path,
+        prefix=route.prefix if route.strip_prefix else "",
+    )
+    cors = ex.cors
+    headers = cors.proxied(headers, ctx.header("origin") if cors.needs_origin else None)
+    headers += [(b"x-backend-source", target.source.encode()), (b"x-request-id", ctx.request_id.encode())]
+    if ctx.answer_headers:
+        headers += ctx.answer_headers
+    return headers
 
 
 async def deliver(
-    send: Send,
-    response: UpstreamResponse,
-    target: Target,
-    outcome: RequestOutcome,
-    cors: tuple[Header, ...],
-    *,
-    buffered: bool,
-    buffer_limit: int = LAMBDA_RESPONSE_LIMIT,
+    ex: Exchange, response: UpstreamResponse, target: Target, *, buffer_limit: int = LAMBDA_RESPONSE_LIMIT
 ) -> None:
     """Send `response` on; raises a 502 Refusal when a buffered answer broke off or cannot fit
     (nothing has been sent then). Always releases the response."""
+    send, outcome = ex.send, ex.outcome
     try:
-        headers = downstream_response_headers(response.raw_headers, drop=_ROUTER_SET)
-        headers += [
-            (b"x-backend-source", target.source.encode()),
-            (b"x-request-id", outcome.request_id.encode()),
-            *cors,
-        ]
+        headers = answer_head(ex, response, target)
         outcome.status = response.status
-        if buffered:
+        if ex.ctx.buffered:
             await _send_whole(send, response, headers, outcome, buffer_limit)
         elif response.content_length is not None and response.content_length <= SMALL_BODY:
             # A small body with a known length goes out in one message: same bytes, one

@@ -41,6 +41,12 @@ mode (throttling and 5xx are retried once, after up to 1 s; its retry quota stop
 the table keeps failing). A retried conditional PutItem whose first attempt did land answers False
 (the condition no longer holds): the caller's re-read then finds its own record.
 
+The store is made with its client: importing boto3 and making a client take ~250 ms, more than the
+budget a request may wait for the table (`aws/shield.py`), so they are paid when the router
+starts, not by the first request's read (which would overrun its budget on every cold start and
+back the table off for nothing). Without a region or boto3 at that point, the client is made on
+first use, as before.
+
 Every AWS failure is a `StateStoreError` naming the table; so are numbers DynamoDB cannot hold (NaN,
 infinities) and keys left unprocessed by BatchGetItem after `_BATCH_RETRIES` retries.
 """
@@ -56,10 +62,11 @@ from decimal import Decimal
 from typing import Any
 
 from ..aws.clients import aws_errors, client, error_code
+from ..aws.state_table import CLIENT_SETTINGS, ITEM_PREFIX
 from ..exceptions import StateStoreError
 from .breaker import CircuitState
 from .health import HealthStatus
-from .store import ITEM_PREFIX, CircuitRecord, HealthSnapshot
+from .store import CircuitRecord, HealthSnapshot
 
 logger = logging.getLogger("edge_router.resilience")
 
@@ -76,12 +83,6 @@ _BATCH_BACKOFF_S = 0.05  # doubled on each retry
 _MAX_KEY_BYTES = 2048
 _STATES = {state.value: state for state in CircuitState}
 
-CLIENT_SETTINGS: dict[str, Any] = {
-    "connect_timeout": 2,
-    "read_timeout": 2,
-    "retries": {"mode": "standard", "total_max_attempts": 2},
-}
-
 
 def circuit_id(backend: str) -> str:
     """The id of `backend`'s circuit item."""
@@ -94,6 +95,10 @@ class DynamoDBStateStore:
     def __init__(self, table: str) -> None:
         self.table_name = table
         self._where = f"DynamoDB table {table!r}"
+        try:
+            client("dynamodb", settings=CLIENT_SETTINGS)  # made now: see the module docstring
+        except Exception as exc:  # no region yet, a broken install: the first call will say so
+            logger.debug("state store: no DynamoDB client yet (%s); made on first use", exc)
 
     # -- circuits ------------------------------------------------------------------------------
 

@@ -7,6 +7,11 @@ status within `timeout_ms`. One round probes concurrently, so a hanging backend 
 its timeout, not the sum of them. In server mode `run()` repeats rounds until cancelled (stopped
 cleanly at shutdown); on Lambda the scheduled event runs one `round()` and the result goes to the
 state table for every instance to read.
+
+The write goes through the tracker's `StoreShield`, like every other call to the state table, but
+with a budget of its own (`SHARE_BUDGET_S`): a round is off the request path and may wait for the
+table as long as botocore's own bound, while a table the shield has backed off is not waited for
+at all (the round's results stay in this instance, and the shield's trial finds the table again).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from ..aws.shield import BackedOff
 from ..config.model import HealthPolicy, Target
 from ..exceptions import StateStoreError, UpstreamError
 from ..upstream.base import Upstream
@@ -27,6 +33,7 @@ from .tracker import BackendTracker
 logger = logging.getLogger("edge_router.resilience")
 
 IDLE_INTERVAL_S = 10.0  # how often a router with nothing to probe looks again (config may change)
+SHARE_BUDGET_S = 5.0  # two botocore attempts of 2 s each, and the retry's pause between them
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +73,23 @@ class HealthMonitor:
         self._tracker.set_health(snapshot)
         if self._tracker.shared:
             try:
-                if not await self._tracker.store.write_health(snapshot, previous=previous):
-                    # Another round was stored first (or `previous` was never stored): the stored
-                    # one is the fleet's, and the next round builds on it.
-                    logger.info("another round of health checks was stored first; taking that one")
-                    stored = await self._tracker.store.read_health()
-                    if stored is not None:
-                        self._tracker.set_health(stored)
+                await self._tracker.shield.call(
+                    lambda: self._share(snapshot, previous), budget_s=SHARE_BUDGET_S
+                )
+            except BackedOff as exc:  # the shield logged the outage once
+                logger.debug("health results not shared: %s", exc)
             except StateStoreError as exc:
                 logger.warning("health results not shared: %s", exc)
         return snapshot
+
+    async def _share(self, snapshot: HealthSnapshot, previous: HealthSnapshot | None) -> None:
+        if not await self._tracker.store.write_health(snapshot, previous=previous):
+            # Another round was stored first (or `previous` was never stored): the stored one is
+            # the fleet's, and the next round builds on it.
+            logger.info("another round of health checks was stored first; taking that one")
+            stored = await self._tracker.store.read_health()
+            if stored is not None:
+                self._tracker.set_health(stored)
 
     async def run(
         self, targets_of: Callable[[], Awaitable[Sequence[ProbeTarget]]], *, sleep: float = IDLE_INTERVAL_S

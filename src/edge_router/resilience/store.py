@@ -15,7 +15,9 @@
   `HealthStatus` as one snapshot, conditionally on the snapshot it started from; instances read it
   through a cache of <= 30 s (seed 001).
 * Every method raises only `StateStoreError`; callers log it and go on with what this instance
-  knows (fail open), so a state-table outage never takes routing down.
+  knows (fail open), so a state-table outage never takes routing down. Callers reach the table
+  through a `shield.StoreShield`, which bounds what a request waits for it and backs off a table
+  that fails or hangs, so the outage does not slow routing down either.
 
 `LocalStateStore` shares nothing (no `STATE_TABLE`: all state is per process). The DynamoDB
 implementation is `dynamodb_store.DynamoDBStateStore`.
@@ -29,9 +31,6 @@ from typing import Protocol
 
 from .breaker import CircuitState
 from .health import HealthStatus
-
-# The router's items in the state table start with this (CONTRACT section 7).
-ITEM_PREFIX = "er#"
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,8 @@ async def explain(
         "strategy": "select_by_header" if route.select_by_header else route.strategy,
         "timeout_ms": route.timeout_ms,
         "retry_non_idempotent": route.retry_non_idempotent,
+        # what runs before any backend is contacted, in order (CONTRACT section 8)
+        "guards": [type(guard).__name__ for guard in route.guards],
     }
     try:
         candidates = await choose_candidates(

@@ -17,7 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..compile import Diagnostics, breaker_policy, compile_backends, finish
+from ...guards.services import GuardServices
+from ..compile import breaker_policy, compile_backends, finish
+from ..diagnostics import Diagnostics
+from ..guard_specs import GuardBlocks
 from ..model import Route, RouterConfig, Target, parse_target
 from ..schema import PriorityAppSpec, PriorityConfigSpec, validate
 
@@ -49,7 +52,9 @@ def parse_priority(priority: str, providers: Mapping[str, str]) -> tuple[list[st
     return keys, warnings
 
 
-def compile_priority_config(document: dict[str, Any], diagnostics: Diagnostics) -> RouterConfig:
+def compile_priority_config(
+    document: dict[str, Any], diagnostics: Diagnostics, services: GuardServices
+) -> RouterConfig:
     spec = validate(PriorityConfigSpec, document)
     providers: dict[str, Target] = {}
     for key, url in spec.providers.items():
@@ -96,4 +101,5 @@ def compile_priority_config(document: dict[str, Any], diagnostics: Diagnostics) 
     for name, app in spec.routes.items():
         if app.cache is not None or app.cache_ttl_seconds is not None:
             diagnostics.warn(f"routes.{name}.cache", "accepted but not enforced by this version")
-    return finish(spec, routes, document, diagnostics, "priority")
+    no_blocks = GuardBlocks()  # apps have none of their own: the top level's apply to each
+    return finish(spec, [(route, no_blocks) for route in routes], document, diagnostics, "priority", services)

@@ -15,22 +15,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..compile import Diagnostics, TargetResolver, breaker_policy, compile_backends, finish
+from ...guards.services import GuardServices
+from ..compile import TargetResolver, breaker_policy, compile_backends, finish
+from ..diagnostics import Diagnostics
+from ..guard_specs import GuardBlocks
 from ..model import GeoRule, Route, RouterConfig, Target
 from ..schema import PENDING_FEATURES, CircuitBreakerSpec, RoutesConfigSpec, RouteSpec, TargetRef, validate
 
 
-def compile_routes_config(document: dict[str, Any], diagnostics: Diagnostics) -> RouterConfig:
+def compile_routes_config(
+    document: dict[str, Any], diagnostics: Diagnostics, services: GuardServices
+) -> RouterConfig:
     spec = validate(RoutesConfigSpec, document)
     backends = compile_backends(spec.backends, diagnostics)
     resolver = TargetResolver(backends, set(spec.backends))
-    routes = []
+    routes: list[tuple[Route, GuardBlocks]] = []
     profiles = spec.features.circuit_breaker.profiles
     for index, route_spec in enumerate(spec.routes):
         route = _compile_route(index, route_spec, resolver, set(spec.backends), profiles, diagnostics)
         if route is not None:
-            routes.append(route)
-    return finish(spec, routes, document, diagnostics, "routes")
+            routes.append((route, route_spec))
+    return finish(spec, routes, document, diagnostics, "routes", services)
 
 
 def _pool(

@@ -1,0 +1,76 @@
+"""One proxied exchange as the data plane's stages pass it along, and the record of each attempt.
+
+`Exchange` bundles what every stage after routing needs (the request's context, the ASGI channel,
+the config and route, the CORS policy the answer follows, the outcome being recorded), so a stage
+is a function of one value instead of eight. What the guards learned of the request (principal,
+answer headers, body limit) lives on `ctx`, the one carrier every stage already reads.
+
+`Attempt` is one try at one target, as the 502 body's `attempts` list and the log show it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..config.model import Route, RouterConfig
+from ..http.context import RequestContext
+from ..observability.outcome import RequestOutcome
+from ..types import Header, Receive, Send
+
+if TYPE_CHECKING:
+    from ..guards.cors import CorsPolicy
+
+AttemptError = Literal["connect", "timeout", "protocol", "circuit_open"]
+
+
+@dataclass(slots=True)
+class Exchange:
+    ctx: RequestContext
+    receive: Receive
+    send: Send
+    config: RouterConfig | None
+    outcome: RequestOutcome
+    cors: CorsPolicy  # the config's, then the matched route's
+    route: Route | None = None  # None until a route matched
+    body_started: bool = False  # the attempts began to read the request body
+
+    def matched(self) -> tuple[RouterConfig, Route]:
+        """The config and route of an exchange past routing."""
+        assert self.config is not None and self.route is not None
+        return self.config, self.route
+
+    def answer_headers(self) -> tuple[Header, ...]:
+        """The headers every answer of the router's own gets: CORS for this request's origin, and
+        what the guards added (RateLimit-*)."""
+        policy = self.cors
+        cors = policy.answer_headers(self.ctx.header("origin") if policy.needs_origin else None)
+        return (*cors, *self.ctx.answer_headers) if self.ctx.answer_headers else cors
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try at one target: its failure (`error`), or the failure status it answered."""
+
+    backend: str
+    error: AttemptError | None = None
+    status: int | None = None
+    message: str | None = field(default=None, repr=False)  # the exception's text: DEBUG_ERRORS only
+
+    @property
+    def reached_backend(self) -> bool:
+        """Whether the backend may have received (part of) the request."""
+        return self.error not in ("connect", "circuit_open")
+
+    def shown(self, debug: bool) -> dict[str, Any]:
+        shown: dict[str, Any] = {"backend": self.backend}
+        if self.error is not None:
+            shown["error"] = self.error
+        if self.status is not None:
+            shown["status"] = self.status
+        if debug and self.message is not None:
+            shown["message"] = self.message
+        return shown
+
+    def summary(self) -> str:
+        return f"{self.backend}: {self.error or self.status}"
