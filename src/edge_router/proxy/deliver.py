@@ -34,17 +34,21 @@ _ROUTER_SET = frozenset({b"x-backend-source", b"x-request-id"})
 
 def answer_head(ex: Exchange, response: UpstreamResponse, target: Target) -> list[Header]:
     """The head of the answer relayed for `response` (see the module docstring)."""
-    ctx, route = ex.ctx, ex.route
+    ctx, route, cors = ex.ctx, ex.route, ex.cors
     assert route is not None
     headers = downstream_response_headers(response.raw_headers, drop=_ROUTER_SET)
-    headers = rewrite_response_locations(
-        headers,
-        origin=target.origin,
-        base_path=target.base_path,
-        prefix=route.prefix if route.strip_prefix else "",
-    )
-    cors = ex.cors
-    headers = cors.proxied(headers, ctx.header("origin") if cors.needs_origin else None)
+    # One C-level look at every name decides which rewrites can apply: most answers carry neither
+    # a Location nor CORS headers of their own, and then both rewrites are skipped.
+    names = b"\0".join([name for name, _ in headers]).lower()
+    if b"location" in names:
+        prefix = route.prefix if route.strip_prefix else ""
+        headers = rewrite_response_locations(
+            headers, origin=target.origin, base_path=target.base_path, prefix=prefix
+        )
+    if cors.needs_origin or cors.mode == "backend" or b"access-control-" in names:
+        headers = cors.proxied(headers, ctx.header("origin") if cors.needs_origin else None)
+    else:
+        headers.extend(cors.answer_headers(None))
     headers += [(b"x-backend-source", target.source.encode()), (b"x-request-id", ctx.request_id.encode())]
     if ctx.answer_headers:
         headers += ctx.answer_headers

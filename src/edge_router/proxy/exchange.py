@@ -35,11 +35,6 @@ class Exchange:
     route: Route | None = None  # None until a route matched
     body_started: bool = False  # the attempts began to read the request body
 
-    def matched(self) -> tuple[RouterConfig, Route]:
-        """The config and route of an exchange past routing."""
-        assert self.config is not None and self.route is not None
-        return self.config, self.route
-
     def answer_headers(self) -> tuple[Header, ...]:
         """The headers every answer of the router's own gets: CORS for this request's origin, and
         what the guards added (RateLimit-*)."""
