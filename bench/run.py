@@ -11,6 +11,8 @@ Sections (see bench/README.md for what every number means):
   upstream  aiohttp vs httpx as the upstream client
   failover  circuit breakers at work: a provider that hangs (latency until its circuit opens, then
             vs a healthy route) and a backend SIGKILLed mid-load (errors, time until traffic moved)
+  guards    what each guard costs: µs per warm Lambda invocation per guard (bench/guards.py), and
+            server req/s on a route with every guard vs one with none, interleaved
 
 Everything listens on 127.0.0.1 only; every loop is bounded in count and time; every child process
 leads its own process group and is stopped in a `finally`.
@@ -53,7 +55,7 @@ from _common import (
 )
 from _package import build_packages
 
-SECTIONS = ("server", "lambda", "cold", "upstream", "failover")
+SECTIONS = ("server", "lambda", "cold", "upstream", "failover", "guards")
 PATH = "/bench"
 STATIC = "ref: uvicorn static"  # reference rows (bench/_floor.py)
 FLOOR = "ref: bare ASGI proxy"
@@ -194,8 +196,19 @@ def parse_wrk(text: str) -> dict[str, float]:
     }
 
 
-def load(bench: Bench, port: int, connections: int, duration: float) -> dict[str, float]:
-    """Closed-loop GET load on 127.0.0.1:`port`/bench (bounded by `duration`)."""
+def load(
+    bench: Bench,
+    port: int,
+    connections: int,
+    duration: float,
+    *,
+    path: str = PATH,
+    headers: Sequence[str] = (),
+) -> dict[str, float]:
+    """Closed-loop GET load on 127.0.0.1:`port``path` (bounded by `duration`); `headers` ("name:
+    value") need wrk."""
+    if headers and bench.loadgen != "wrk":
+        raise RuntimeError("request headers need wrk (apt-get install wrk)")
     if bench.loadgen == "wrk":
         threads = 1 if connections == 1 else 2
         command = [
@@ -206,7 +219,8 @@ def load(bench: Bench, port: int, connections: int, duration: float) -> dict[str
             "--latency",
             "--timeout",
             "5s",
-            f"http://{LOOPBACK}:{port}{PATH}",
+            *(arg for header in headers for arg in ("-H", header)),
+            f"http://{LOOPBACK}:{port}{path}",
         ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 30, check=True)
         return parse_wrk(done.stdout)
@@ -216,7 +230,7 @@ def load(bench: Bench, port: int, connections: int, duration: float) -> dict[str
         "--port",
         str(port),
         "--path",
-        PATH,
+        path,
         "--connections",
         str(connections),
         "--duration",
@@ -735,6 +749,64 @@ def run_upstream(bench: Bench) -> None:
 # ---------------------------------------------------------------------------------------------- failover
 
 
+# ---------------------------------------------------------------------------------------------- guards
+
+
+def run_guards(bench: Bench) -> None:
+    """The guards' cost (CONTRACT section 8): Lambda per guard, then server with all vs none."""
+    plan = bench.plan
+    log("guards: Lambda warm path, one route per guard (bench/guards.py)")
+    done = subprocess.run(
+        [
+            bench.python,
+            str(BENCH_DIR / "guards.py"),
+            "--n",
+            str(plan.lambda_n),
+            "--rounds",
+            str(plan.lambda_rounds),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    print("\n" + done.stdout.strip())
+    bench.results["guards_lambda"] = done.stdout
+    if bench.loadgen != "wrk":
+        log("guards: server part skipped (it sends an API key and an Origin: needs wrk)")
+        return
+    sys.path.insert(0, str(BENCH_DIR))
+    from guards import GUARDS, KEY
+
+    every = {**GUARDS["all"], "ip_rules": {"allow": ["127.0.0.0/8"]}}  # the load comes from loopback
+    routes = [
+        {"prefix": "/guarded", "target": bench.backend_url, **every},
+        {"prefix": PATH, "target": bench.backend_url},
+    ]
+    config = write_json(bench.tmp / "guards.json", {"routes": routes})
+    proc, port = start_router(bench, config, name="router-guards")
+    headers = (f"x-api-key: {KEY}", "origin: https://app.example.com")
+    rows, rps = [], {"none": [], "all": []}
+    try:
+        for _ in range(3):
+            rps["none"].append(load(bench, port, 32, plan.load_s)["rps"])
+            rps["all"].append(load(bench, port, 32, plan.load_s, path="/guarded/x", headers=headers)["rps"])
+    finally:
+        bench.children.stop(proc)
+    none, every = median(rps["none"]), median(rps["all"])
+    rows.append(["no guard", fmt_rps(none), "", ""])
+    rows.append(
+        [
+            "every guard",
+            fmt_rps(every),
+            fmt_ratio(ratio(every, none)),
+            f"{(1 / every - 1 / none) * 32e6:+.0f}",
+        ]
+    )
+    table("Guards, server mode, c=32 (interleaved x3)", ["route", "req/s", "vs none", "µs/req (c=32)"], rows)
+    bench.results["guards_server"] = rps
+
+
 def run_async(coroutine: Any) -> Any:
     """Run one coroutine on a fresh loop (uvloop when installed). On Ctrl-C or SIGTERM the Runner
     cancels what is left and lets it close its sessions before the children are stopped."""
@@ -1157,6 +1229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "cold": run_cold,
                 "upstream": run_upstream,
                 "failover": run_failover,
+                "guards": run_guards,
             }
             for section in SECTIONS:
                 if section in args.sections:
