@@ -1,7 +1,7 @@
 """`GET /admin/circuit-breaker-status` and `POST /admin/circuit-breaker-reset`: every backend's
 circuit as this instance knows it (synced from the state table first), and closing one by hand.
-Both configure the tracker from the current config first, so a circuit the config names is known
-even before any request has used it."""
+Both make sure a config is loaded first (loading one configures the tracker: `EdgeRouter`'s one
+config-loaded hook), so a circuit the config names is known before any request has used it."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ router = APIRouter(dependencies=ADMIN)
 
 
 async def _configured(host: ControlHost) -> None:
-    config = await host.config.get()
-    if config is not None:
-        host.tracker.configure(config)
+    await host.config.get()  # a config loaded for the first time configures the tracker
 
 
 @router.get("/admin/circuit-breaker-status", summary="Every circuit, or one backend's")

@@ -85,7 +85,13 @@ class AttemptLoop:
         config, route = ex.config, ex.route
         assert config is not None and route is not None
         targets, gate = candidates.targets, candidates.gate
-        prepared = await self._prepare(ex, candidates=len(targets))
+        ex.body_started = True
+        replay_limit = route.replay_limit if len(targets) > 1 else None
+        ctx = ex.ctx
+        body = await read_body(
+            ex.receive, buffered=ctx.buffered, replay_limit=replay_limit, limit=ctx.body_limit
+        )
+        prepared = self._prepare(ex, body, candidates=len(targets))
         attempts: list[Attempt] = []
         last_error: UpstreamError | None = None
         budget_spent = False
@@ -119,15 +125,11 @@ class AttemptLoop:
                 break
         raise self.failed_answer(ex, attempts, last_error, prepared.timeout, budget_spent)
 
-    async def _prepare(self, ex: Exchange, *, candidates: int) -> Prepared:
+    def _prepare(self, ex: Exchange, body: RequestBody, *, candidates: int) -> Prepared:
+        """What every attempt sends, once the body is read (a plain function: no coroutine)."""
         ctx, config, route = ex.ctx, ex.config, ex.route
         assert config is not None and route is not None
         failover = candidates > 1
-        replay_limit = route.replay_limit if failover else None
-        ex.body_started = True
-        body = await read_body(
-            ex.receive, buffered=ctx.buffered, replay_limit=replay_limit, limit=ctx.body_limit
-        )
         if failover and isinstance(body, OneShotBody):
             logger.warning(
                 "request body over the replay limit (%d bytes): sent once, no fallback after it was sent",
