@@ -373,3 +373,15 @@ def test_an_absolute_redirect_to_the_backend_is_rewritten_under_the_routes_prefi
             assert client.get("/api/old").headers["location"] == "/api/get?a=1"
             assert client.get("/api/away").headers["location"] == "https://elsewhere.example/get"
             assert client.get("/api/other").headers["location"] == "/relative"
+
+
+def test_a_top_level_rate_limit_may_name_a_profile_and_an_unknown_name_is_refused() -> None:
+    profiles = {"rateLimit": {"profiles": {"strict": {"requestsPerWindow": 2}}}}
+    routes = [{"prefix": "/", "target": "http://a"}]
+    config = load_config({"features": profiles, "rateLimit": "strict", "routes": routes}, {})
+    assert [type(guard).__name__ for guard in config.routes[0].guards][-1] == "RateLimitGuard"
+    with pytest.raises(ConfigInvalidError) as refused:
+        load_config({"features": profiles, "rateLimit": "lenient", "routes": routes}, {})
+    assert refused.value.problems == [
+        "rate_limit: no profile 'lenient' in features.rateLimit.profiles (known: strict)"
+    ]

@@ -20,9 +20,9 @@ from ..guards.cors import DEFAULT_POLICY, CorsPolicy
 from ..guards.loop import LoopGuard
 from ..guards.preflight import PreflightGuard
 from ..guards.services import GuardServices
-from .compile_guards import GuardDefaults, request_stage, route_stage
+from .compile_guards import GuardDefaults, named_profile, request_stage, route_stage
 from .diagnostics import Diagnostics
-from .guard_specs import GuardBlocks, RateLimitSpec
+from .guard_specs import GuardBlocks
 from .model import (
     POOL_BREAKER,
     BackendEntry,
@@ -135,16 +135,8 @@ def breaker_policy(
     """A route's circuit breaker: its block, or the profile it names; pools get one by default."""
     if value is None:
         return POOL_BREAKER if pool else None
-    if isinstance(value, str):
-        profile = profiles.get(value)
-        if profile is None:
-            known = ", ".join(sorted(profiles)) or "none"
-            diagnostics.problem(
-                where, f"no profile {value!r} in features.circuitBreaker.profiles (known: {known})"
-            )
-            return None
-        value = profile
-    if not value.enabled:
+    value = named_profile(value, profiles, where, "circuitBreaker", diagnostics)
+    if value is None or not value.enabled:
         return None
     return BreakerPolicy(
         failure_threshold=value.failure_threshold,
@@ -168,7 +160,10 @@ def finish(
     health = health_policy(spec.health_checks, "health_checks", diagnostics)
     cors = cors_policy(spec.cors, spec.allowed_origins, "allowed_origins", diagnostics)
     features = spec.features
-    defaults = GuardDefaults(spec, features, features.rate_limit.default or _top_rate_limit(spec))
+    top_rate_limit = named_profile(
+        spec.rate_limit, features.rate_limit.profiles, "rate_limit", "rateLimit", diagnostics
+    )
+    defaults = GuardDefaults(spec, features, features.rate_limit.default or top_rate_limit)
     loop = LoopGuard(spec.via)
     compiled = []
     for index, (route, blocks) in enumerate(routes):
@@ -204,13 +199,6 @@ def finish(
         warnings=tuple(diagnostics.warnings),
         format=format,
     )
-
-
-def _top_rate_limit(spec: RoutesConfigSpec | PriorityConfigSpec) -> RateLimitSpec | None:
-    value = spec.rate_limit
-    if isinstance(value, str):
-        return spec.features.rate_limit.profiles.get(value)
-    return value
 
 
 def cors_policy(

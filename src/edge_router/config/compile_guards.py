@@ -16,7 +16,7 @@ run before routing for every path. `"enabled": false` turns a block off for that
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -115,9 +115,11 @@ def _ip_rules(where: str, spec: IpRulesSpec | None, diagnostics: Diagnostics) ->
     return _built(where, diagnostics, lambda: IpRulesGuard(allow=spec.allow, deny=spec.deny))
 
 
-def _profile(
-    value: G | str | None, profiles: dict[str, G], where: str, feature: str, diagnostics: Diagnostics
+def named_profile(
+    value: G | str | None, profiles: Mapping[str, G], where: str, feature: str, diagnostics: Diagnostics
 ) -> G | None:
+    """`value` itself, or the profile of `features.<feature>.profiles` it names (a problem at
+    `where` when there is none)."""
     if not isinstance(value, str):
         return value
     if value not in profiles:
@@ -131,7 +133,7 @@ def _size_limits(
     where: str, value: SizeLimitsSpec | str | None, features: FeaturesSpec, diagnostics: Diagnostics
 ) -> Guard | None:
     profiles = features.size_limits.profiles
-    spec = _profile(value, profiles, f"{where}.size_limits", "sizeLimits", diagnostics)
+    spec = named_profile(value, profiles, f"{where}.size_limits", "sizeLimits", diagnostics)
     if value is None:
         spec = features.size_limits.default
     if spec is None or not spec.enabled:
@@ -213,7 +215,7 @@ def _rate_limit(
     diagnostics: Diagnostics,
 ) -> Guard | None:
     profiles = defaults.features.rate_limit.profiles
-    spec = _profile(value, profiles, f"{where}.rate_limit", "rateLimit", diagnostics)
+    spec = named_profile(value, profiles, f"{where}.rate_limit", "rateLimit", diagnostics)
     if value is None:
         spec = defaults.rate_limit
     if spec is None or not spec.enabled:

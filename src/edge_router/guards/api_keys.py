@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 
 from ..exceptions import Refusal, StateStoreError
 from ..http.context import Principal, RequestContext
+from ..observability.logs import Throttle
 from .services import KeyStore, StoredKey
 
 logger = logging.getLogger("edge_router.guards")
@@ -74,11 +75,10 @@ class ApiKeyGuard:
         self.required = required
         self.forward_key = forward_key
         self._store = store
-        self._clock = clock
+        self._warning = Throttle(STORE_WARNING_INTERVAL_S, clock)
         self._by_hash = _by_hash(config_keys)
         self._hidden = frozenset() if forward_key else frozenset({name})
         self._challenge = ((b"www-authenticate", f'ApiKey header="{name}"'.encode()),)
-        self._warned_at = -math.inf
 
     async def on_request(self, ctx: RequestContext) -> Refusal | None:
         if self._hidden:
@@ -114,9 +114,7 @@ class ApiKeyGuard:
         return None
 
     def _warn(self, exc: StateStoreError) -> None:
-        now = self._clock()
-        if now - self._warned_at >= STORE_WARNING_INTERVAL_S:
-            self._warned_at = now
+        if self._warning.ready():
             logger.warning("API keys: the key store cannot be read (%s): only config keys are accepted", exc)
 
 

@@ -34,6 +34,7 @@ from typing import Literal
 
 from ..exceptions import Refusal, StateStoreError
 from ..http.context import RequestContext
+from ..observability.logs import Throttle
 from .services import BucketStore, Rate, Take
 
 logger = logging.getLogger("edge_router.guards")
@@ -69,8 +70,7 @@ class RateLimitGuard:
         self._window_s = window_s
         self._store = store
         self._deny = on_store_error == "deny"
-        self._clock = clock
-        self._warned_at = -math.inf
+        self._warning = Throttle(WARN_EVERY_S, clock)
         self._rate = Rate(interval_s=window_s / self._tokens, capacity=self._capacity)
         self._key_rates: dict[float, Rate] = {}
 
@@ -121,9 +121,7 @@ class RateLimitGuard:
     def _store_failed(
         self, ctx: RequestContext, exc: StateStoreError, limit: tuple[bytes, bytes]
     ) -> Refusal | None:
-        now = self._clock()
-        if now - self._warned_at >= WARN_EVERY_S:
-            self._warned_at = now
+        if self._warning.ready():
             logger.warning(
                 "rate limit store unavailable (%s): requests on %s are %s until it answers",
                 exc,

@@ -9,7 +9,10 @@ nothing. `POWERTOOLS_LOG_LEVEL` (or `LOG_LEVEL`) sets the level.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 _logger: Any = None
@@ -31,3 +34,22 @@ def app_logger() -> Any:
         package.setLevel(_logger.log_level)
         package.propagate = False
     return _logger
+
+
+class Throttle:
+    """Yes at most once every `every_s`: a condition that lasts (a store that cannot be read) is
+    logged once a minute, not once per request."""
+
+    __slots__ = ("_clock", "_every_s", "_last")
+
+    def __init__(self, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every_s = every_s
+        self._clock = clock
+        self._last = -math.inf
+
+    def ready(self) -> bool:
+        now = self._clock()
+        if now - self._last < self._every_s:
+            return False
+        self._last = now
+        return True
