@@ -1,6 +1,6 @@
-"""edge-router benchmark suite: one entry point, five sections, a table of numbers and ratios.
+"""edge-router benchmark suite: one entry point, seven sections, a table of numbers and ratios.
 
-    .venv/bin/python bench/run.py [--quick] [--only server,lambda,cold,upstream,failover]
+    .venv/bin/python bench/run.py [--quick] [--only server,lambda,cold,upstream,failover,guards,cache]
                                   [--loadgen auto|wrk|python]
 
 Sections (see bench/README.md for what every number means):
@@ -13,6 +13,8 @@ Sections (see bench/README.md for what every number means):
             vs a healthy route) and a backend SIGKILLed mid-load (errors, time until traffic moved)
   guards    what each guard costs: µs per warm Lambda invocation per guard (bench/guards.py), and
             server req/s on a route with every guard vs one with none, interleaved
+  cache     the response cache (bench/cache.py): req/s of a cached route vs nginx proxy_cache vs an
+            uncached route (c=32, interleaved), and the router's RSS while it caches 10,000 URLs
 
 Everything listens on 127.0.0.1 only; every loop is bounded in count and time; every child process
 leads its own process group and is stopped in a `finally`.
@@ -55,7 +57,7 @@ from _common import (
 )
 from _package import build_packages
 
-SECTIONS = ("server", "lambda", "cold", "upstream", "failover", "guards")
+SECTIONS = ("server", "lambda", "cold", "upstream", "failover", "guards", "cache")
 PATH = "/bench"
 STATIC = "ref: uvicorn static"  # reference rows (bench/_floor.py)
 FLOOR = "ref: bare ASGI proxy"
@@ -807,6 +809,13 @@ def run_guards(bench: Bench) -> None:
     bench.results["guards_server"] = rps
 
 
+def run_cache(bench: Bench) -> None:
+    """The response cache (CONTRACT section 9): bench/cache.py, given this module's helpers."""
+    import cache
+
+    cache.run_cache(bench, sys.modules[__name__])
+
+
 def run_async(coroutine: Any) -> Any:
     """Run one coroutine on a fresh loop (uvloop when installed). On Ctrl-C or SIGTERM the Runner
     cancels what is left and lets it close its sessions before the children are stopped."""
@@ -1230,6 +1239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "upstream": run_upstream,
                 "failover": run_failover,
                 "guards": run_guards,
+                "cache": run_cache,
             }
             for section in SECTIONS:
                 if section in args.sections:

@@ -115,7 +115,13 @@ def _reachable(start: str, *, stop_at: frozenset[str] = frozenset()) -> set[str]
     return seen
 
 
-DATA_PLANE = ("edge_router.proxy", "edge_router.routing", "edge_router.guards", "edge_router.upstream")
+DATA_PLANE = (
+    "edge_router.proxy",
+    "edge_router.routing",
+    "edge_router.guards",
+    "edge_router.upstream",
+    "edge_router.cache",
+)
 ABOVE_THE_DATA_PLANE = ("edge_router.control", "edge_router.cli", "edge_router.config.writeback")
 
 
@@ -126,7 +132,13 @@ def test_the_data_plane_never_imports_the_control_plane_cli_or_writeback(module:
 
 
 # Pure: decisions and data only. The registry and AWS adapters do I/O and are where it stops.
-PURE = ("edge_router.http", "edge_router.routing", "edge_router.config.model", "edge_router.config.compile")
+PURE = (
+    "edge_router.http",
+    "edge_router.routing",
+    "edge_router.cache",
+    "edge_router.config.model",
+    "edge_router.config.compile",
+)
 ADAPTERS = frozenset({"edge_router.routing.registry.dynamodb", "edge_router.aws.clients"})
 IO_CLIENTS = {"aiohttp", "boto3", "botocore", "fastapi", "starlette", "mangum", "uvicorn", "httptools"}
 

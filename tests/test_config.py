@@ -27,7 +27,7 @@ def test_seed_000_config_loads_unchanged() -> None:
     assert config.routes[0].target.source == "https://backend-1.com"
 
 
-def test_seed_002_feature_blocks_load_and_are_flagged_as_not_enforced() -> None:
+def test_seed_002_feature_blocks_load_and_are_enforced() -> None:
     document = {
         "routes": [
             {
@@ -44,7 +44,14 @@ def test_seed_002_feature_blocks_load_and_are_flagged_as_not_enforced() -> None:
     }
     config = load_config(document, {})
     assert config.routes[0].target.base_path == "/api/data"
-    assert any("cache" in w and "not enforced" in w for w in config.warnings)
+    assert not any("not enforced" in w for w in config.warnings)
+    caching = config.routes[0].caching
+    assert caching is not None and caching.rules is not None
+    assert (caching.rules.ttl_s, caching.rules.respect_cache_control, caching.coalesce_window_s) == (
+        300,
+        True,
+        5.0,
+    )
     # the circuit breaker is enforced now: the seed's block compiles into the route's policy
     assert not any("circuit_breaker" in w for w in config.warnings)
     breaker = config.routes[0].breaker

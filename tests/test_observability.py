@@ -42,6 +42,7 @@ def test_lambda_invocation_writes_one_line_before_returning(tmp_path: Path, lamb
     emf = line["_aws"]["CloudWatchMetrics"][0]
     assert emf["Namespace"]
     assert emf["Dimensions"] == [["route", "service"], ["service"]]  # per route, and service totals
+    # no cache on this route, nothing refused: only the three metrics every line carries
     assert {m["Name"] for m in emf["Metrics"]} == {"Requests", "Latency", "UpstreamErrors"}
     assert line["Requests"] == 1 and line["UpstreamErrors"] == 0 and line["Latency"] == line["duration_ms"]
 

@@ -23,6 +23,8 @@ import os
 from typing import Any
 
 from .aws.shield import StoreShield
+from .cache.flights import Coalescer
+from .cache.store import ResponseCache
 from .config.cache import ConfigCache
 from .config.load import load_config
 from .config.model import RouterConfig
@@ -40,6 +42,8 @@ from .http.responses import raw_error_response, send_refusal
 from .observability.access_log import RequestRecorder
 from .observability.logs import app_logger
 from .observability.outcome import RequestOutcome
+from .observability.windows import MetricsWindows
+from .proxy.caching import CacheStage
 from .proxy.forward import ProxyApp
 from .resilience.monitor import HealthMonitor, ProbeTarget
 from .resilience.store import StateStore
@@ -105,6 +109,8 @@ class EdgeRouter:
         self.header_routing = HeaderRouting(settings)
         self.tracker = BackendTracker(store=_state_store(settings), shield=shield)
         self.health = HealthMonitor(self.tracker, self.upstream)
+        # the response cache: one per process, kept across config loads (CONTRACT section 9)
+        self.response_cache = CacheStage(ResponseCache(), Coalescer())
         self.proxy = ProxyApp(
             upstream=self.upstream,
             recorder=self.recorder,
@@ -112,6 +118,7 @@ class EdgeRouter:
             header_routing=self.header_routing,
             tracker=self.tracker,
             config_error=lambda: self.config.status().last_error,
+            cache=self.response_cache,
         )
         # stage 1 while no config was ever loaded: the same list, with the default CORS policy
         self._without_config: tuple[Guard, ...] = (
@@ -122,12 +129,18 @@ class EdgeRouter:
         self._control: Any = None
         self._background: list[asyncio.Task[None]] = []
 
+    @property
+    def metrics(self) -> MetricsWindows:
+        """The in-process metrics windows the recorder feeds (`GET /admin/metrics`)."""
+        return self.recorder.windows
+
     def _load(self) -> RouterConfig:
         return load_config(self.source.read(), os.environ, self.services)
 
     def _config_loaded(self, config: RouterConfig) -> None:
         """Everything a newly loaded config changes outside itself, in one place."""
         self.tracker.configure(config)
+        self.response_cache.store.resize(config.cache_max_bytes)
 
     async def backends(self) -> list[KnownBackend]:
         """Every backend the router can reach (CONTRACT section 7), once each."""
@@ -193,7 +206,8 @@ class EdgeRouter:
                 status=refusal.status,
                 error=refusal.log_error,
             )
-            self.recorder.record(outcome)
+            # the metrics windows count requests for the data plane only (CONTRACT section 10)
+            self.recorder.record(outcome, proxied=not is_control_path(ctx.path))
 
     def refusal_response(self, status: int, message: str) -> bytes:
         """A whole HTTP answer for a request the server refuses before it reaches the app."""
@@ -227,6 +241,7 @@ class EdgeRouter:
         """End what runs beside the requests on the state table (background reads, trials)."""
         await self.services.aclose()
         await self.tracker.aclose()
+        await self.response_cache.aclose()  # background revalidations
 
     async def _flush_access_log(self) -> None:
         # Server mode writes request lines in batches; this bounds how long one can wait.

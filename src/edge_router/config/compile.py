@@ -198,6 +198,7 @@ def finish(
         retry_budget=RetryBudgetPolicy(spec.retry_budget.percent, spec.retry_budget.min_retries),
         warnings=tuple(diagnostics.warnings),
         format=format,
+        cache_max_bytes=features.cache.max_bytes,
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from ..cache.policy import DEFAULT_TOTAL_BYTES, Caching
 from ..guards.base import Guard
 from ..http.paths import join_path
 from ..types import Header
@@ -181,6 +182,7 @@ class Route:
     breaker: BreakerPolicy | None = None  # the circuit breaker of this route's backends, if any
     guards: tuple[Guard, ...] = ()  # run after matching, in CONTRACT order; empty: nothing to pay
     cors: CorsPolicy | None = None  # its own (an origin list of its own); None: the config's
+    caching: Caching | None = None  # its response cache and coalescing; None: neither
     state: RouteState = field(default_factory=RouteState)
 
     @property
@@ -201,6 +203,7 @@ class RouterConfig:
     retry_budget: RetryBudgetPolicy = RetryBudgetPolicy()
     warnings: tuple[str, ...] = ()
     format: Literal["routes", "priority"] = "routes"
+    cache_max_bytes: int = DEFAULT_TOTAL_BYTES  # the response cache's total cap (`features.cache.maxBytes`)
 
     @property
     def cors_headers(self) -> tuple[Header, ...]:

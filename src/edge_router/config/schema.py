@@ -14,6 +14,7 @@ from pydantic import (
     AliasChoices,
     Discriminator,
     Field,
+    NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
     Tag,
@@ -24,6 +25,7 @@ from pydantic import (
 )
 
 from ..exceptions import ConfigInvalidError
+from .cache_specs import CacheFeature, CacheSpec, DeduplicationFeature, DeduplicationSpec
 from .guard_specs import GuardBlocks, RateLimitFeature, SizeLimitsFeature
 from .model import (
     DEFAULT_ALLOW_HEADERS,
@@ -95,9 +97,8 @@ class FeaturesSpec(_Model):
     circuit_breaker: CircuitBreakerFeature = CircuitBreakerFeature()
     size_limits: SizeLimitsFeature = SizeLimitsFeature()
     rate_limit: RateLimitFeature = RateLimitFeature()
-    # Profiles of features a later issue builds: accepted so such configs load unchanged.
-    cache: Any = None
-    deduplication: Any = None
+    cache: CacheFeature = CacheFeature()
+    deduplication: DeduplicationFeature = DeduplicationFeature()
 
 
 class RetryBudgetSpec(_Model):
@@ -160,10 +161,8 @@ class RouteSpec(GuardBlocks):
     replay_limit_bytes: int = Field(default=DEFAULT_REPLAY_LIMIT, ge=0)
     circuit_breaker: CircuitBreakerSpec | str | None = None  # a block, or a features profile name
     rate_limit_multiplier: float = Field(default=1.0, gt=0)
-    # Seed 002's feature blocks a later issue builds: accepted so those configs load unchanged,
-    # with a warning (see PENDING_FEATURES).
-    cache: Any = None
-    deduplication: Any = None
+    cache: CacheSpec | str | None = None  # a block, or a features profile name
+    deduplication: DeduplicationSpec | str | None = None
 
     @field_validator("prefix")
     @classmethod
@@ -182,11 +181,6 @@ class RouteSpec(GuardBlocks):
             raise ValueError("needs 'target', 'targets' or 'select_by_header'")
         return self
 
-
-# Feature blocks the seeds write and a later issue implements: accepted so those configs load
-# unchanged, and named in a warning. Both only speed answers up; none promises protection (a block
-# that would, and is not enforced, refuses the config instead).
-PENDING_FEATURES = ("cache", "deduplication")
 
 # `"cors": "backend"` leaves CORS to the backends; otherwise a block. A discriminator, so that an
 # error in the block is reported against the block alone (not also as "not 'backend'").
@@ -217,8 +211,8 @@ PRIORITY_TIMEOUT_MS = 2500
 
 class PriorityAppSpec(_Model):
     priority: str = ""
-    cache: Any = None
-    cache_ttl_seconds: Any = None
+    cache: bool | CacheSpec | str | None = None  # seed 003: true, with cache_ttl_seconds
+    cache_ttl_seconds: NonNegativeFloat | None = None
     timeout_ms: PositiveInt | None = None
     retry_non_idempotent: bool | None = None
     circuit_breaker: CircuitBreakerSpec | str | None = None

@@ -29,6 +29,8 @@ from ..guards.admin import AdminKey, admin_refusal
 from ..guards.services import GuardServices
 from ..http.responses import REASONS
 from ..observability.redact import redact_text
+from ..observability.windows import MetricsWindows
+from ..proxy.caching import CacheStage
 from ..resilience.tracker import BackendTracker
 from ..routing.header_routing import HeaderRouting
 from ..routing.inventory import KnownBackend
@@ -51,6 +53,12 @@ class ControlHost(Protocol):
 
     @property
     def services(self) -> GuardServices: ...
+
+    @property
+    def metrics(self) -> MetricsWindows: ...
+
+    @property
+    def response_cache(self) -> CacheStage: ...
 
     async def backends(self) -> list[KnownBackend]: ...
 

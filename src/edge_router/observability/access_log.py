@@ -3,8 +3,9 @@
 Each proxied request writes ONE JSON line: the request log (method, path, route, target, status,
 duration_ms, timed_out, error, request_id, correlation_id, in Powertools' key layout) with the
 request's CloudWatch metrics embedded in Embedded Metric Format (`_aws` + `Requests`, `Latency`,
-`UpstreamErrors`, dimensioned by route and service). EMF exists for exactly this: CloudWatch Logs
-extracts the metrics from the structured line, so there is no second write and nothing to aggregate.
+`UpstreamErrors`, `CacheHits`, `CacheMisses`, `RateLimited`, dimensioned by route and service).
+EMF exists for exactly this: CloudWatch Logs extracts the metrics from the structured line, so
+there is no second write and nothing to aggregate.
 Powertools Metrics builds and validates the metric definitions once (`metrics.py`); per request only
 the timestamp and values are filled in.
 
@@ -17,6 +18,10 @@ waits on a write. The two halves are switched apart: `POWERTOOLS_LOG_LEVEL` (or 
 INFO leaves only the metrics in the line, `POWERTOOLS_METRICS_DISABLED` only the request log; with
 both off nothing is written. On Lambda the line also names the invocation (`function_request_id`,
 `cold_start`, `xray_trace_id`), set by the adapter per invocation.
+
+The same outcome also goes to the in-process metrics windows (`windows.py`, `GET /admin/metrics`),
+whatever the log level or metrics switch; only requests for the data plane are counted there: a
+control path refused before routing (an IP rule on /admin, say) still writes its line, uncounted.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import orjson
 from .logs import app_logger, service_name
 from .metrics import metric_definitions, metrics_enabled
 from .outcome import RequestOutcome
+from .windows import MetricsWindows
 
 _BATCH_LINES = 64
 
@@ -60,19 +66,24 @@ class AccessLog:
 
 
 class RequestRecorder:
-    """Writes each request's outcome as its log line with its metrics (either half may be off)."""
+    """Writes each request's outcome as its log line with its metrics (either half may be off),
+    and counts it in the metrics windows (`windows`: a new `MetricsWindows` unless one is given)."""
 
-    def __init__(self, access_log: AccessLog | None = None) -> None:
+    def __init__(self, access_log: AccessLog | None = None, windows: MetricsWindows | None = None) -> None:
         self.logs = app_logger().log_level <= logging.INFO
         self.metrics = metrics_enabled()
         self.access_log = access_log or AccessLog(enabled=self.logs or self.metrics)
         self._service = service_name()
         self.invocation: dict[str, Any] = {}  # on Lambda: this invocation's keys, set by the adapter
+        self.windows = MetricsWindows() if windows is None else windows
 
     def flush(self) -> None:
         self.access_log.flush()
 
-    def record(self, outcome: RequestOutcome) -> None:
+    def record(self, outcome: RequestOutcome, *, proxied: bool = True) -> None:
+        """Write `outcome`'s line; count it in the windows unless it is not `proxied` (a control path)."""
+        if proxied:
+            self.windows.record(outcome)
         now = time.time()
         latency = round(outcome.duration_ms, 3)
         # route and service are EMF dimensions (strings) as well as log fields
@@ -96,9 +107,18 @@ class RequestRecorder:
                     **self.invocation,
                 }
             )
+            if outcome.cache is not None:
+                line["cache"] = outcome.cache  # HIT / MISS / BYPASS, on a cached route only
         if self.metrics:
-            line["_aws"] = {"Timestamp": int(now * 1000), "CloudWatchMetrics": metric_definitions()}
+            cached, limited = outcome.cache is not None, outcome.rate_limited
+            definitions = metric_definitions(cached, limited)
+            line["_aws"] = {"Timestamp": int(now * 1000), "CloudWatchMetrics": definitions}
             line["Requests"] = 1
             line["Latency"] = latency
             line["UpstreamErrors"] = outcome.upstream_errors
+            if cached:
+                line["CacheHits"] = 1 if outcome.cache == "HIT" else 0
+                line["CacheMisses"] = 1 if outcome.cache == "MISS" else 0
+            if limited:
+                line["RateLimited"] = 1
         self.access_log.write(line)

@@ -2,7 +2,9 @@
 once (on first use, not at import) and reused: per request only the timestamp and values change.
 
 CloudWatch Logs turns the `_aws` block of a JSON log line into metrics, so the request log and
-its metrics are one write: `Requests`, `Latency` (ms) and `UpstreamErrors` (failed attempts), in
+its metrics are one write: `Requests`, `Latency` (ms), `UpstreamErrors` (failed attempts), and
+`CacheHits`, `CacheMisses` and `RateLimited` (0 or 1 per line: a cache hit, a cache miss, a 429 of
+a route's rate limit; their sums are the figures `GET /admin/metrics` shows per instance), in
 `POWERTOOLS_METRICS_NAMESPACE`, dimensioned by route and service and by service alone (the totals
 an alarm watches). `POWERTOOLS_METRICS_DISABLED` (true/1/yes) turns them off, whatever the log level.
 """
@@ -17,8 +19,12 @@ from .logs import service_name
 
 
 @functools.cache
-def metric_definitions() -> list[dict[str, Any]]:
-    """The EMF `CloudWatchMetrics` block for our three metrics, as Powertools builds it."""
+def metric_definitions(cached: bool = False, rate_limited: bool = False) -> list[dict[str, Any]]:
+    """The EMF `CloudWatchMetrics` block for one line's metrics, as Powertools builds it.
+
+    `CacheHits`/`CacheMisses` are declared only on the lines of cached routes and `RateLimited`
+    only on the lines of refused requests: a metric absent from a line is no datapoint, which sums
+    the same, and every other line stays as short to write as before they existed."""
     from aws_lambda_powertools.metrics import Metrics, MetricUnit
 
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "EdgeRouter")
@@ -27,6 +33,11 @@ def metric_definitions() -> list[dict[str, Any]]:
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=0)
     metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=0)
+    if cached:
+        metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=0)
+        metrics.add_metric(name="CacheMisses", unit=MetricUnit.Count, value=0)
+    if rate_limited:
+        metrics.add_metric(name="RateLimited", unit=MetricUnit.Count, value=1)
     document = metrics.serialize_metric_set()
     metrics.clear_metrics()
     definitions: list[dict[str, Any]] = [dict(item) for item in document["_aws"]["CloudWatchMetrics"]]

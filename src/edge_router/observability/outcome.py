@@ -21,3 +21,7 @@ class RequestOutcome:
     # Failed attempts: a connection error, a timeout, a broken exchange or a 5xx from a backend.
     # A client that leaves, or a refusal by the router itself, is never counted against a backend.
     upstream_errors: int = 0
+    # The response cache's verdict: "HIT", "MISS" or "BYPASS"; None on a route without a cache.
+    # The metrics count HIT and MISS (BYPASS is neither: the cache was not consulted).
+    cache: str | None = None
+    rate_limited: bool = False  # refused (429) by the route's rate limit

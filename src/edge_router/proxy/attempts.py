@@ -150,6 +150,8 @@ class AttemptLoop:
             raise Refusal(400, str(exc), log_error=str(exc)) from None
         if failover:
             headers.append(("x-no-fallback", "1"))  # the next router must not fan out again
+        if ex.tap is not None and ex.tap.upstream_headers:
+            headers += ex.tap.upstream_headers  # the cache revalidating its stored answer
         timeout = route.timeout_ms / 1000 if route.timeout_ms else self._default_timeout_s
         parts = upstream_parts(route, ctx.path, ctx.query)
         return Prepared(body, headers, parts, timeout, candidates, route)

@@ -22,7 +22,7 @@ from ..http.redirects import rewrite_response_locations
 from ..observability.outcome import RequestOutcome
 from ..types import Header, Send
 from ..upstream.base import UpstreamResponse
-from .exchange import Exchange
+from .exchange import AnswerTap, Exchange
 
 # A buffered function URL answer is at most 6 MB of JSON envelope; binary bodies are base64
 # (x4/3). Past this the answer cannot fit, so reading more would only waste memory.
@@ -32,24 +32,33 @@ SMALL_BODY = 64 * 1024
 _ROUTER_SET = frozenset({b"x-backend-source", b"x-request-id"})
 
 
-def answer_head(ex: Exchange, response: UpstreamResponse, target: Target) -> list[Header]:
-    """The head of the answer relayed for `response` (see the module docstring)."""
-    ctx, route, cors = ex.ctx, ex.route, ex.cors
+def relayed_headers(ex: Exchange, response: UpstreamResponse, target: Target) -> tuple[list[Header], bool]:
+    """The backend's headers as they are relayed (hop-by-hop gone, Location under the route), and
+    whether the backend sent CORS headers of its own."""
+    route = ex.route
     assert route is not None
     headers = downstream_response_headers(response.raw_headers, drop=_ROUTER_SET)
-    # One C-level look at every name decides which rewrites can apply: most answers carry neither
-    # a Location nor CORS headers of their own, and then both rewrites are skipped.
+    # One C-level look at every name decides which rewrites can apply: most answers carry
+    # neither a Location nor CORS headers of their own, and then both are skipped.
     names = b"\0".join([name for name, _ in headers]).lower()
     if b"location" in names:
         prefix = route.prefix if route.strip_prefix else ""
         headers = rewrite_response_locations(
             headers, origin=target.origin, base_path=target.base_path, prefix=prefix
         )
-    if cors.needs_origin or cors.mode == "backend" or b"access-control-" in names:
+    return headers, b"access-control-" in names
+
+
+def finish_head(ex: Exchange, headers: list[Header], source: str, has_cors: bool) -> list[Header]:
+    """What the router adds to a relayed (or stored) head for this request: CORS for its origin,
+    X-Backend-Source, X-Request-Id and what the stages added (RateLimit-*, X-Cache). `headers` is
+    extended in place."""
+    ctx, cors = ex.ctx, ex.cors
+    if cors.needs_origin or cors.mode == "backend" or has_cors:
         headers = cors.proxied(headers, ctx.header("origin") if cors.needs_origin else None)
     else:
         headers.extend(cors.answer_headers(None))
-    headers += [(b"x-backend-source", target.source.encode()), (b"x-request-id", ctx.request_id.encode())]
+    headers += [(b"x-backend-source", source.encode()), (b"x-request-id", ctx.request_id.encode())]
     if ctx.answer_headers:
         headers += ctx.answer_headers
     return headers
@@ -60,24 +69,34 @@ async def deliver(
 ) -> None:
     """Send `response` on; raises a 502 Refusal when a buffered answer broke off or cannot fit
     (nothing has been sent then). Always releases the response."""
-    send, outcome = ex.send, ex.outcome
+    send, outcome, tap = ex.send, ex.outcome, ex.tap
     try:
-        headers = answer_head(ex, response, target)
+        headers, has_cors = relayed_headers(ex, response, target)
         outcome.status = response.status
+        if tap is not None and not tap.head(
+            response.status, headers, target.source, has_cors, response.content_length
+        ):
+            return  # the cache's own revalidation came back 304: it answers from its refreshed entry
+        headers = finish_head(ex, headers, target.source, has_cors)
         if ex.ctx.buffered:
-            await _send_whole(send, response, headers, outcome, buffer_limit)
+            await _send_whole(send, response, headers, outcome, buffer_limit, tap)
         elif response.content_length is not None and response.content_length <= SMALL_BODY:
             # A small body with a known length goes out in one message: same bytes, one
             # await and one ASGI message fewer than streaming it (~8% of server CPU).
-            await _send_whole(send, response, headers, outcome, SMALL_BODY)
+            await _send_whole(send, response, headers, outcome, SMALL_BODY, tap)
         else:
-            await _send_streaming(send, response.stream(), headers, outcome)
+            await _send_streaming(send, response.stream(), headers, outcome, tap)
     finally:
         response.release()
 
 
 async def _send_whole(
-    send: Send, response: UpstreamResponse, headers: list[Header], outcome: RequestOutcome, limit: int
+    send: Send,
+    response: UpstreamResponse,
+    headers: list[Header],
+    outcome: RequestOutcome,
+    limit: int,
+    tap: AnswerTap | None,
 ) -> None:
     try:
         body = await response.read(limit)
@@ -97,17 +116,26 @@ async def _send_whole(
             log_error=f"response body over {limit} bytes",
             backend=outcome.backend,
         )
+    if tap is not None:
+        tap.chunk(body)
+        tap.complete()
     await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 async def _send_streaming(
-    send: Send, chunks: AsyncIterator[bytes], headers: list[Header], outcome: RequestOutcome
+    send: Send,
+    chunks: AsyncIterator[bytes],
+    headers: list[Header],
+    outcome: RequestOutcome,
+    tap: AnswerTap | None,
 ) -> None:
     await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
     try:
         async for chunk in chunks:
             if chunk:
+                if tap is not None:
+                    tap.chunk(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except UpstreamError as exc:
         # Headers are gone already: the only honest signal left is to end the connection
@@ -115,4 +143,6 @@ async def _send_streaming(
         outcome.error = f"response body broke off: {exc}"
         outcome.upstream_errors += 1
         return
+    if tap is not None:
+        tap.complete()
     await send({"type": "http.response.body", "body": b""})

@@ -11,7 +11,7 @@ answer headers, body limit) lives on `ctx`, the one carrier every stage already 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..config.model import Route, RouterConfig
 from ..http.context import RequestContext
@@ -24,6 +24,27 @@ if TYPE_CHECKING:
 AttemptError = Literal["connect", "timeout", "protocol", "circuit_open"]
 
 
+class AnswerTap(Protocol):
+    """A stage that keeps a copy of the answer as it is relayed (the response cache).
+
+    `deliver` calls `head` with the relayed head (before the router's per-request headers are
+    added; the list must be copied if kept), then `chunk` with every body byte, then `complete`
+    once the body ended as the backend meant it to: never after a broken-off body. `head`
+    returning False means the tap answers the client itself (a 304 to its own revalidation):
+    nothing is relayed. `upstream_headers` are added to the upstream request (its validators).
+    """
+
+    upstream_headers: list[tuple[str, str]]
+
+    def head(
+        self, status: int, headers: list[Header], source: str, has_cors: bool, content_length: int | None
+    ) -> bool: ...
+
+    def chunk(self, data: bytes) -> None: ...
+
+    def complete(self) -> None: ...
+
+
 @dataclass(slots=True)
 class Exchange:
     ctx: RequestContext
@@ -34,6 +55,7 @@ class Exchange:
     cors: CorsPolicy  # the config's, then the matched route's
     route: Route | None = None  # None until a route matched
     body_started: bool = False  # the attempts began to read the request body
+    tap: AnswerTap | None = None  # the cache's copy of the answer, on a cached route
 
     def answer_headers(self) -> tuple[Header, ...]:
         """The headers every answer of the router's own gets: CORS for this request's origin, and

@@ -6,6 +6,8 @@ before routing (framing, preflight); here:
 
 1. route: the first matching route, else 404;
 2. the route's guards (`Route.guards`, compiled per route; a route without one pays nothing);
+   then its cache (`caching.py`, only on a route with a `cache` or `deduplication` block), which
+   may answer here, or sends the request on with a tap that keeps a copy of the answer;
 3. candidates: `routing.choose_candidates`, the one decision of where the request may go;
 4. attempts: each candidate in turn, while `routing.fallback.may_fall_back` allows another
    (`attempts.py`);
@@ -22,7 +24,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from ..config.model import RouterConfig, Target
+from ..cache.flights import Coalescer
+from ..cache.store import ResponseCache
+from ..config.model import Route, RouterConfig, Target
 from ..exceptions import ClientDisconnected, Refusal
 from ..guards.base import run_guards
 from ..guards.cors import DEFAULT_POLICY
@@ -41,6 +45,7 @@ from ..upstream.base import Upstream
 from ..upstream.lambda_invoke import LambdaInvokeUpstream
 from .attempts import AttemptLoop
 from .body import discard
+from .caching import CacheStage
 from .deliver import LAMBDA_RESPONSE_LIMIT
 from .exchange import Exchange
 
@@ -56,7 +61,9 @@ class ProxyApp:
         tracker: BackendTracker | None = None,
         config_error: Callable[[], str | None] = lambda: None,
         lambda_response_limit: int = LAMBDA_RESPONSE_LIMIT,
+        cache: CacheStage | None = None,
     ) -> None:
+        self.cache = cache or CacheStage(ResponseCache(), Coalescer())
         self._upstream = upstream
         self._tracker = tracker or BackendTracker()
         self._recorder = recorder
@@ -81,9 +88,16 @@ class ProxyApp:
         budget = self._attempts.budget
         budget.started()
         try:
-            await self._forward(ex)
+            route = self._route(ex)
+            if route.guards and (refusal := await run_guards(route.guards, ctx)) is not None:
+                raise refusal
+            if route.caching is None:
+                await self._to_backends(ex)
+            else:
+                await self.cache.serve(ex, route.caching, self._to_backends)
         except Refusal as refusal:
             outcome.status, outcome.error = refusal.status, refusal.log_error
+            outcome.rate_limited = refusal.status == 429  # the router's only 429 is its rate limit
             if not ctx.buffered and _body_unread(ex, refusal):
                 await discard(receive)
             await send_refusal(
@@ -99,7 +113,9 @@ class ProxyApp:
             outcome.duration_ms = (time.perf_counter() - ctx.started) * 1000
             self._recorder.record(outcome)
 
-    async def _forward(self, ex: Exchange) -> None:
+    def _route(self, ex: Exchange) -> Route:
+        """The route the request matched (a plain function: the stages after it are awaited
+        from `handle`, so an unguarded, uncached route costs one coroutine, as before)."""
         ctx, config = ex.ctx, ex.config
         if config is None:
             reason = self._config_error()
@@ -113,8 +129,12 @@ class ProxyApp:
         if route is None:
             raise Refusal(404, f"No route matches {ctx.path}")
         ex.route, ex.cors, ex.outcome.route = route, route.cors or config.cors, route.prefix
-        if route.guards and (refusal := await run_guards(route.guards, ctx)) is not None:
-            raise refusal
+        return route
+
+    async def _to_backends(self, ex: Exchange) -> None:
+        """Candidates, then attempts: the request goes to a backend."""
+        ctx, config, route = ex.ctx, ex.config, ex.route
+        assert config is not None and route is not None
         candidates = await choose_candidates(
             config, route, ctx, header_routing=self._header_routing, tracker=self._tracker
         )

@@ -19,6 +19,7 @@ from typing import Any
 
 from ...guards.services import GuardServices
 from ..compile import breaker_policy, compile_backends, finish
+from ..compile_cache import priority_caching
 from ..diagnostics import Diagnostics
 from ..guard_specs import GuardBlocks
 from ..model import Route, RouterConfig, Target, parse_target
@@ -90,6 +91,13 @@ def compile_priority_config(
                 where=f"{where.rpartition('.')[0] or where}.circuit_breaker",
                 diagnostics=diagnostics,
             ),
+            caching=priority_caching(
+                app.cache if app else None,
+                app.cache_ttl_seconds if app else None,
+                spec.features,
+                where.rpartition(".")[0] or where,
+                diagnostics,
+            ),
         )
 
     routes = [
@@ -98,8 +106,5 @@ def compile_priority_config(
     ]
     if spec.global_priority:
         routes.append(route("/", "global_priority", spec.global_priority, None))
-    for name, app in spec.routes.items():
-        if app.cache is not None or app.cache_ttl_seconds is not None:
-            diagnostics.warn(f"routes.{name}.cache", "accepted but not enforced by this version")
     no_blocks = GuardBlocks()  # apps have none of their own: the top level's apply to each
     return finish(spec, [(route, no_blocks) for route in routes], document, diagnostics, "priority", services)

@@ -12,15 +12,15 @@ left with no target at all is skipped too.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from ...guards.services import GuardServices
 from ..compile import TargetResolver, breaker_policy, compile_backends, finish
+from ..compile_cache import caching_policy
 from ..diagnostics import Diagnostics
 from ..guard_specs import GuardBlocks
 from ..model import GeoRule, Route, RouterConfig, Target
-from ..schema import PENDING_FEATURES, CircuitBreakerSpec, RoutesConfigSpec, RouteSpec, TargetRef, validate
+from ..schema import FeaturesSpec, RoutesConfigSpec, RouteSpec, TargetRef, validate
 
 
 def compile_routes_config(
@@ -30,9 +30,8 @@ def compile_routes_config(
     backends = compile_backends(spec.backends, diagnostics)
     resolver = TargetResolver(backends, set(spec.backends))
     routes: list[tuple[Route, GuardBlocks]] = []
-    profiles = spec.features.circuit_breaker.profiles
     for index, route_spec in enumerate(spec.routes):
-        route = _compile_route(index, route_spec, resolver, set(spec.backends), profiles, diagnostics)
+        route = _compile_route(index, route_spec, resolver, set(spec.backends), spec.features, diagnostics)
         if route is not None:
             routes.append((route, route_spec))
     return finish(spec, routes, document, diagnostics, "routes", services)
@@ -73,7 +72,7 @@ def _compile_route(
     route: RouteSpec,
     resolver: TargetResolver,
     backend_ids: set[str],
-    profiles: Mapping[str, CircuitBreakerSpec],
+    features: FeaturesSpec,
     diagnostics: Diagnostics,
 ) -> Route | None:
     where = f"routes[{index}]"
@@ -97,16 +96,13 @@ def _compile_route(
         geo = GeoRule(countries, continents)
     if route.select_by_header is not None and route.default is not None and route.default not in backend_ids:
         diagnostics.problem(f"{where}.default", f"{route.default!r} is not one of the backends")
-    for feature in PENDING_FEATURES:
-        if getattr(route, feature) is not None:
-            diagnostics.warn(f"{where}.{feature}", "accepted but not enforced by this version")
     pool = route.select_by_header is None and (
         len(targets) > 1 or geo is not None or route.targets is not None
     )
     breaker = breaker_policy(
         route.circuit_breaker,
         pool=pool,
-        profiles=profiles,
+        profiles=features.circuit_breaker.profiles,
         where=f"{where}.circuit_breaker",
         diagnostics=diagnostics,
     )
@@ -121,4 +117,5 @@ def _compile_route(
         select_by_header=route.select_by_header.lower() if route.select_by_header else None,
         default_backend=route.default,
         geo=geo,
+        caching=caching_policy(route.cache, route.deduplication, features, where, diagnostics),
     )
