@@ -431,3 +431,14 @@ class HangingServer(RawBackend):
     def __enter__(self) -> HangingServer:
         super().__enter__()
         return self
+
+
+class InvocationContext:
+    """A Lambda context whose invocation ends `seconds` after it is made."""
+
+    def __init__(self, seconds: float) -> None:
+        self.ends = time.monotonic() + seconds
+        self.aws_request_id = "lambda-req"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.ends - time.monotonic()) * 1000)

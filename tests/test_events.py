@@ -92,6 +92,7 @@ def test_the_sample_events_exist() -> None:
         "http-api-v2-named-stage.json",
         "http-api-v1.json",
         "rest-api.json",
+        "ssm-parameter-change.json",
     } <= names
 
 
@@ -105,9 +106,17 @@ def test_event_file_is_shaped_as_aws_sends_it(path: Path) -> None:
         )
         return
     if not is_function_url_event(event):
-        assert event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event", (
-            f"{path.name} is neither a function URL (payload 2.0) event nor an EventBridge schedule"
+        schedule = event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event"
+        change = event.get("source") == "aws.ssm" and event.get("detail-type") == "Parameter Store Change"
+        assert schedule or change, (
+            f"{path.name} is neither a function URL (payload 2.0) event nor an EventBridge schedule "
+            "or SSM change event"
         )
+        if change:
+            assert event["detail"]["name"].startswith("/") and event["detail"]["operation"] in (
+                "Create",
+                "Update",
+            )
         return
     context = event["requestContext"]
     http = context["http"]
@@ -142,6 +151,9 @@ def test_event_file_is_shaped_as_aws_sends_it(path: Path) -> None:
 def test_event_file_is_answered_by_the_handler(path: Path, router: Callable[..., Any]) -> None:
     event = json.loads(path.read_text(encoding="utf-8"))
     answer = router(event, None)
+    if event.get("source") == "aws.ssm":  # this router reads a file: not its config parameter
+        assert answer["handled"] is False and "not this router's config parameter" in answer["error"]
+        return
     if not is_function_url_event(event) and not is_api_gateway_event(event):
         assert answer["handled"] is True
         return

@@ -20,6 +20,7 @@ from edge_router.resilience.dynamodb_store import DynamoDBStateStore
 from edge_router.resilience.tracker import BackendTracker, Gate
 from support import (
     Backend,
+    InvocationContext,
     RawBackend,
     Reply,
     dynamodb_table,
@@ -30,17 +31,6 @@ from support import (
 )
 
 SCHEDULE = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
-
-
-class Context:
-    """A Lambda context whose invocation ends `seconds` after it is made."""
-
-    def __init__(self, seconds: float) -> None:
-        self.ends = time.monotonic() + seconds
-        self.aws_request_id = "lambda-req"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.ends - time.monotonic()) * 1000)
 
 
 def hang(conn: socket.socket) -> None:
@@ -63,7 +53,7 @@ def test_the_attempts_end_before_the_invocation_and_the_answer_is_the_routers_50
         )
         handler = lambda_adapter(config)
         started = time.monotonic()
-        answer = handler(function_url_event("GET", "/api/x"), Context(seconds=1.5))
+        answer = handler(function_url_event("GET", "/api/x"), InvocationContext(seconds=1.5))
         took = time.monotonic() - started
     assert answer["statusCode"] == 504
     assert json.loads(answer["body"])["error"] == "Gateway Timeout"

@@ -11,9 +11,10 @@ reads what a stack with those parameters would hold.
 What is checked: every environment variable the router reads is set where its feature is on (and
 nothing else is set); every IAM statement names its resource; the policies grant exactly the calls
 the code makes (read from the code); the public URL permissions follow the URL onto the alias; a
-parameter-only change publishes a new version; the config parameter and the state table survive
-the stack; template.yaml creates no API Gateway while template.local.yaml's HTTP API mounts every
-path, with the same function.
+parameter-only change publishes a new version; a change of the SSM config parameter invokes the
+function (and nothing else does), which may bump the state table's version item and nothing else of
+it; the config parameter and the state table survive the stack; template.yaml creates no API
+Gateway while template.local.yaml's HTTP API mounts every path, with the same function.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ CASES: dict[str, tuple[Path, dict[str, str]]] = {
         {"AdminKeyParameterName": "/edge-router/admin-key", "AdminKeyKmsKeyArn": KMS_KEY_ARN},
     ),
     "iam-auth-no-alarms": (TEMPLATE, {"FunctionUrlAuthType": "AWS_IAM", "EnableAlarms": "false"}),
+    "ssm-with-state-table": (TEMPLATE, {"EnableStateTable": "true"}),
     "local": (LOCAL_TEMPLATE, {}),
 }
 
@@ -449,6 +451,87 @@ def test_an_admin_key_in_ssm_is_read_and_decrypted_through_ssm_only(stacks: dict
     }
 
 
+# --- the config change signal ------------------------------------------------------------------
+
+
+def _invoke_permissions(stack: Stack) -> dict[str, dict[str, Any]]:
+    return {
+        resource["Properties"].get("SourceArn", "(none)"): resource["Properties"]
+        for resource in stack.resources("AWS::Lambda::Permission").values()
+        if resource["Properties"]["Principal"] == "events.amazonaws.com"
+    }
+
+
+def test_a_change_of_the_config_parameter_invokes_the_router_and_nothing_else_does(
+    stacks: dict[str, Stack], documents: dict[str, dict[str, Any]]
+) -> None:
+    stack = stacks["ssm-with-state-table"]
+    rule = stack.resource("ConfigChangeRule")["Properties"]
+    # SSM's own event for exactly this parameter's writes: not a Delete, a label, another parameter
+    assert rule["EventPattern"] == {
+        "source": ["aws.ssm"],
+        "detail-type": ["Parameter Store Change"],
+        "detail": {"name": ["/edge-router/config"], "operation": ["Create", "Update"]},
+    }
+    assert rule["State"] == "ENABLED"
+    assert "EventBusName" not in rule, "SSM sends its events to the default bus"
+    (target,) = rule["Targets"]
+    assert target["Arn"] == "<EdgeRouterFunctionAliaslive>", "the alias, as the URL and the schedule"
+    assert set(target) == {"Id", "Arn"}, "the event itself is the input (no transformer)"
+    # invoked by EventBridge for this rule only, on the alias only
+    assert _invoke_permissions(stack)["<ConfigChangeRule.Arn>"] == {
+        "FunctionName": "<EdgeRouterFunctionAliaslive>",
+        "Action": "lambda:InvokeFunction",
+        "Principal": "events.amazonaws.com",
+        "SourceArn": "<ConfigChangeRule.Arn>",
+    }
+    other = stack_with(documents, EnableStateTable="true", ConfigParameterName="/edge-router/other")
+    assert other.resource("ConfigChangeRule")["Properties"]["EventPattern"]["detail"]["name"] == [
+        "/edge-router/other"
+    ]
+    # no rule without an SSM parameter (a DynamoDB item carries its own version) or without the
+    # state table (nothing to bump: the instances' TTL is all there is)
+    for without in (
+        stacks["defaults"],
+        stacks["everything"],
+        stack_with(documents, EnableStateTable="true", ConfigTableName="edge-router-config"),
+    ):
+        assert "ConfigChangeRule" not in without.resources()
+        assert "<ConfigChangeRule.Arn>" not in _invoke_permissions(without)
+        assert "BumpConfigVersion" not in {statement["Sid"] for statement in without.statements()}
+
+
+def test_the_change_signal_may_update_the_version_item_and_nothing_else(stacks: dict[str, Stack]) -> None:
+    from edge_router.aws.config_version import VERSION_ITEM
+
+    stack = stacks["ssm-with-state-table"]
+    state = dynamodb_actions("resilience/dynamodb_store.py")
+    version_calls = dynamodb_actions("aws/config_version.py")
+    assert version_calls == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    # the defaults, the shared state, and UpdateItem on the state table: nothing more
+    assert stack.grants() - stacks["defaults"].grants() == {
+        *((action, "<StateTable.Arn>") for action in state | version_calls)
+    }
+    by_sid = {statement["Sid"]: statement for statement in stack.statements()}
+    # GetItem on the version item is the shared state's (every er# item); it has no UpdateItem
+    assert "dynamodb:GetItem" in by_sid["SharedState"]["Action"]
+    assert "dynamodb:UpdateItem" not in by_sid["SharedState"]["Action"]
+    assert VERSION_ITEM.startswith("er#")
+    bump = by_sid["BumpConfigVersion"]
+    assert (bump["Action"], bump["Resource"]) == ("dynamodb:UpdateItem", "<StateTable.Arn>")
+    # that one item, and only the attributes the bump sets (and its key)
+    assert bump["Condition"] == {
+        "ForAllValues:StringEquals": {
+            "dynamodb:LeadingKeys": [VERSION_ITEM],
+            "dynamodb:Attributes": ["id", "version", "source", "updated_at"],
+        }
+    }
+    code = (SRC / "aws" / "config_version.py").read_text(encoding="utf-8")
+    assert re.search(r"SET version = :v, #source = :s, updated_at = :t\b", code), (
+        "the bump's attributes changed: update BumpConfigVersion's dynamodb:Attributes"
+    )
+
+
 def test_the_rules_refuse_two_admin_key_sources_and_a_lone_kms_key(
     documents: dict[str, dict[str, Any]],
 ) -> None:
@@ -491,7 +574,7 @@ def test_the_public_url_permissions_follow_the_url_onto_the_alias(
     by_action = {p["Action"]: p for p in public.values()}
     assert by_action["lambda:InvokeFunctionUrl"]["FunctionUrlAuthType"] == "NONE"
     assert by_action["lambda:InvokeFunction"]["InvokedViaFunctionUrl"] is True
-    schedule = next(iter(stack.resources("AWS::Events::Rule").values()))["Properties"]
+    schedule = stack.resource("EdgeRouterFunctionHealthTick")["Properties"]
     assert schedule["Targets"][0]["Arn"] == f"<{alias_id}>"
 
 

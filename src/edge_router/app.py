@@ -20,16 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from collections.abc import Hashable
 from typing import Any
 
+from .aws.config_version import bump_config_version
 from .aws.shield import StoreShield
 from .cache.flights import Coalescer
 from .cache.store import ResponseCache
 from .config.cache import ConfigCache
 from .config.load import load_config
 from .config.model import RouterConfig
-from .config.sources import ConfigSource, parse_source
-from .exceptions import Refusal
+from .config.sources import ConfigSource, SSMSource, parse_json_text, parse_source, ssm_parameter
+from .exceptions import ConfigSourceError, Refusal, StateStoreError
 from .guards.admin import AdminGate, AdminKey
 from .guards.base import Guard, run_guards
 from .guards.cors import ALL_CORS_NAMES, DEFAULT_POLICY
@@ -68,6 +71,9 @@ _CONTROL_EXACT = frozenset(
     }
 )
 _CONTROL_PREFIXES = ("/_config/", "/admin/")
+# Server mode: how long a request (or the server's start) waits for a first config that is not
+# read yet. On Lambda the invocation's own deadline bounds it instead.
+FIRST_CONFIG_WAIT_S = 2.0
 
 
 def is_control_path(path: str) -> bool:
@@ -76,6 +82,14 @@ def is_control_path(path: str) -> bool:
 
 class _NoSource:
     """No config source: every path is header-routed over the environment (CONTRACT section 4)."""
+
+    reload_spread_s = 0.0
+
+    def version(self) -> None:
+        return None
+
+    def read_versioned(self) -> tuple[Any, None]:
+        return self.read(), None
 
     def read(self) -> Any:
         return {"routes": [{"prefix": "/", "select_by_header": "x-backend"}]}
@@ -91,7 +105,9 @@ class EdgeRouter:
         app_logger()  # the package's JSON log handler, once per process
         self.settings = settings
         self.source: ConfigSource = (
-            parse_source(settings.config_source) if settings.config_source else _NoSource()
+            parse_source(settings.config_source, state_table=settings.state_table)
+            if settings.config_source
+            else _NoSource()
         )
         self.admin_key = AdminKey(settings.admin_key, settings.admin_key_source)
         # one shield per state table: a table that hangs is backed off for all its users at once
@@ -103,6 +119,11 @@ class EdgeRouter:
             ttl_seconds=settings.config_ttl_seconds,
             retry_seconds=settings.config_retry_seconds,
             on_loaded=self._config_loaded,
+            load_versioned=self._load_versioned,
+            version=self.source.version,
+            check_seconds=settings.config_check_seconds,
+            reload_spread_s=self.source.reload_spread_s,
+            first_wait_s=FIRST_CONFIG_WAIT_S,
         )
         self.upstream = upstream or AiohttpUpstream()
         self.recorder = RequestRecorder()
@@ -136,6 +157,35 @@ class EdgeRouter:
 
     def _load(self) -> RouterConfig:
         return load_config(self.source.read(), os.environ, self.services)
+
+    def _load_versioned(self) -> tuple[RouterConfig, Hashable | None]:
+        document, version = self.source.read_versioned()
+        return load_config(document, os.environ, self.services), version
+
+    async def on_parameter_change(self, name: str) -> dict[str, Any]:
+        """SSM says the config parameter changed (an EventBridge event): read it once, bump the
+        fleet's config version in the state table (every instance checks it), load it here."""
+        source = self.source
+        if not isinstance(source, SSMSource) or source.name.lstrip("/") != name.lstrip("/"):
+            return {"handled": False, "error": f"{name} is not this router's config parameter"}
+        try:
+            text, version, _ = await asyncio.to_thread(ssm_parameter, source.name)
+        except ConfigSourceError as exc:
+            app_logger().warning("config: the change event's read of %s failed: %s", name, exc)
+            return {"handled": True, "error": "the parameter could not be read"}
+        signalled = None
+        if self.settings.state_table:
+            try:
+                signalled = await asyncio.to_thread(
+                    bump_config_version, self.settings.state_table, version, source.describe()
+                )
+            except StateStoreError as exc:
+                app_logger().warning("config: cannot signal version %d to the fleet: %s", version, exc)
+                signalled = False
+        document = parse_json_text(text, source.describe())
+        await self.config.adopt(lambda: load_config(document, os.environ, self.services), version)
+        app_logger().info("config: %s changed to version %d (fleet signalled: %s)", name, version, signalled)
+        return {"handled": True, "version": version, "signalled": signalled}
 
     def _config_loaded(self, config: RouterConfig) -> None:
         """Everything a newly loaded config changes outside itself, in one place."""
@@ -179,7 +229,7 @@ class EdgeRouter:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = RequestContext.from_scope(scope)
-        config = await self.config.get()
+        config = await self.config.get(ctx.deadline)
         refusal = await run_guards(config.request_guards if config else self._without_config, ctx)
         if refusal is not None:
             await self._refuse(ctx, send, refusal, config)
@@ -221,7 +271,9 @@ class EdgeRouter:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await self.config.get()
+                # the first read, waited for a moment at most: a source that hangs must not
+                # keep the server from starting and answering 503 (`/health` says why)
+                await self.config.get(time.monotonic() + FIRST_CONFIG_WAIT_S)
                 self._background = [
                     asyncio.ensure_future(self._flush_access_log()),
                     asyncio.ensure_future(self.health.run(self.probe_targets)),

@@ -73,6 +73,8 @@ class EventHooks(Protocol):
 
     async def on_schedule(self, event: Any) -> dict[str, Any]: ...
 
+    async def on_parameter_change(self, name: str) -> dict[str, Any]: ...
+
 
 class NonHttpHandler(Protocol):
     """Answers one kind of non-HTTP event; `infer` says whether it is that kind. Such events never
@@ -97,7 +99,29 @@ class ScheduledEventHandler:
         return await hooks.on_schedule(event)
 
 
-NON_HTTP_HANDLERS: list[type[NonHttpHandler]] = [ScheduledEventHandler]
+class ParameterChangeHandler:
+    """EventBridge's SSM "Parameter Store Change" event for the config parameter (the template's
+    rule): the router reads the parameter once and bumps the fleet's config version, so a change
+    made any way (the console included) reaches every instance within `CONFIG_CHECK_SECONDS`."""
+
+    @staticmethod
+    def infer(event: Any) -> bool:
+        return (
+            isinstance(event, dict)
+            and event.get("source") == "aws.ssm"
+            and event.get("detail-type") == "Parameter Store Change"
+        )
+
+    @staticmethod
+    async def handle(event: Any, hooks: EventHooks) -> dict[str, Any]:
+        detail = event.get("detail")
+        name = detail.get("name") if isinstance(detail, dict) else None
+        if not isinstance(name, str) or not name:
+            return {"handled": False, "error": "a Parameter Store Change event without detail.name"}
+        return await hooks.on_parameter_change(name)
+
+
+NON_HTTP_HANDLERS: list[type[NonHttpHandler]] = [ParameterChangeHandler, ScheduledEventHandler]
 
 
 def unknown_event(event: Any) -> dict[str, Any]:
@@ -197,6 +221,9 @@ class LambdaAdapter:
             "ignoring an event that is not a function URL request", extra={"event": unknown_event(event)}
         )
         return unknown_event(event)
+
+    async def on_parameter_change(self, name: str) -> dict[str, Any]:
+        return await self.router.on_parameter_change(name)
 
     async def on_schedule(self, event: Any) -> dict[str, Any]:
         """A scheduled tick keeps the config warm and runs one round of health checks, whose

@@ -61,27 +61,108 @@ def _flip(args: argparse.Namespace) -> int:
     if not source:
         print("error: name the config with --config SOURCE or EDGE_ROUTER_CONFIG", file=sys.stderr)
         return 1
+    if (refused := _refuse_wait(args, source)) is not None:
+        return refused
     try:
         result = flip(source, args.app, args.priority, validate=_check)
     except (ConfigError, ValueError) as exc:
         return _report_write_error(exc)
-    print(
-        f"{source}: {args.app} priority is now {args.priority} (version {result.version}); routers follow "
-        "within CONFIG_TTL_SECONDS, or at once after POST /admin/cache-flush"
-    )
-    return 0
+    written = "" if result.written else "; it already was, nothing written"
+    print(f"{source}: {args.app} priority is now {args.priority} (version {result.version}{written})")
+    return _tell_the_fleet(args, source, result.version)
 
 
 def _push(args: argparse.Namespace) -> int:
     from .config.writeback import push
     from .exceptions import ConfigError
 
+    if (refused := _refuse_wait(args, args.to)) is not None:
+        return refused
     try:
         result = push(args.file, args.to, validate=_check)
     except (ConfigError, ValueError) as exc:
         return _report_write_error(exc)
     print(f"{args.file} -> {args.to} (version {result.version})")
-    return 0
+    return _tell_the_fleet(args, args.to, result.version)
+
+
+# Exit status of flip/push --wait when the write succeeded but the sample did not follow in time.
+EXIT_FLEET_NOT_FOLLOWING = 3
+
+
+def _refuse_wait(args: argparse.Namespace, source: str) -> int | None:
+    """--wait needs a URL and a source whose version /health reports (checked before writing)."""
+    if not args.wait:
+        return None
+    from .config.sources import FileSource, parse_source
+
+    try:
+        is_file = isinstance(parse_source(source), FileSource)
+    except ValueError:
+        return None  # the write reports the malformed source
+    if is_file:
+        print(
+            "error: --wait needs an ssm: or dynamodb: source (/health reports their version)", file=sys.stderr
+        )
+        return 1
+    from .config.writeback.fleet import health_url
+
+    url = args.url or os.environ.get("EDGE_ROUTER_URL")
+    if not url:
+        print("error: --wait needs the function URL: --url URL or EDGE_ROUTER_URL", file=sys.stderr)
+        return 1
+    try:
+        health_url(url)
+    except ValueError as exc:
+        print(f"error: --url: {exc}", file=sys.stderr)
+        return 1
+    return None
+
+
+def _tell_the_fleet(args: argparse.Namespace, source: str, version: str) -> int:
+    """Signal the written version to the instances, say when they follow, and --wait for them."""
+    from .config.writeback.fleet import follow_within, signal_fleet, sigv4_signer, wait_for_version
+    from .settings import Settings
+
+    signal = signal_fleet(source, version, args.state_table or os.environ.get("STATE_TABLE") or None)
+    check = Settings.from_env(os.environ).config_check_seconds
+    if signal.signalled:
+        print(
+            f"fleet: {signal.message}; instances check every CONFIG_CHECK_SECONDS ({check:g} s) and reload "
+            f"after a small random delay: expect the whole fleet within ~{follow_within(source, check):g} s"
+        )
+    elif signal.failed:
+        print(f"warning: {signal.message}", file=sys.stderr)
+    else:
+        print(f"fleet: {signal.message}")
+    if not args.wait:
+        return 0
+    url = args.url or os.environ["EDGE_ROUTER_URL"]
+    try:
+        sign = sigv4_signer(url) if args.iam else None
+        waited = wait_for_version(
+            url,
+            version,
+            sample=args.sample,
+            timeout=args.timeout,
+            sign=sign,
+            progress=lambda line: print(f"  {line}", flush=True),
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if waited.followed:
+        print(
+            f"fleet: {args.sample} concurrent /health answers report version {version} "
+            f"after {waited.seconds:.1f} s"
+        )
+        return 0
+    print(
+        f"fleet: timed out after {waited.seconds:.1f} s waiting for version {version} "
+        f"(last round: {waited.last})",
+        file=sys.stderr,
+    )
+    return EXIT_FLEET_NOT_FOLLOWING
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -219,6 +300,45 @@ async def _run_demo(host: str, port: int) -> None:
         await orders.cleanup()
 
 
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0: {text}")
+        return value
+
+    return parse
+
+
+def _fleet_options(command: argparse.ArgumentParser) -> None:
+    fleet = command.add_argument_group(
+        "the fleet",
+        "After an ssm: write, the state table's er#config-version item is set to the parameter's new "
+        "version, which every instance checks every CONFIG_CHECK_SECONDS. --wait exits 3 when the "
+        "sample does not follow within --timeout (the write itself stands).",
+    )
+    fleet.add_argument(
+        "--state-table", metavar="TABLE", help="the routers' state table (default: $STATE_TABLE)"
+    )
+    fleet.add_argument("--wait", action="store_true", help="wait until instances report the new version")
+    fleet.add_argument(
+        "--url", help="the function URL whose /health --wait samples (default: $EDGE_ROUTER_URL)"
+    )
+    fleet.add_argument(
+        "--timeout", type=_positive(float), default=60.0, metavar="S", help="--wait at most S seconds (60)"
+    )
+    fleet.add_argument(
+        "--sample",
+        type=_positive(int),
+        default=10,
+        metavar="N",
+        help="concurrent /health answers per round (10)",
+    )
+    fleet.add_argument(
+        "--iam", action="store_true", help="sign the /health requests (a URL with AuthType AWS_IAM)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-router", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -242,11 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     flip.add_argument("app", help="the app (first path segment), or '*' for global_priority")
     flip.add_argument("priority", help="provider digits in the order to try them, e.g. 213")
     flip.add_argument("--config", help="config SOURCE (default: $EDGE_ROUTER_CONFIG)")
+    _fleet_options(flip)
     flip.set_defaults(func=_flip)
 
     push = commands.add_parser("push", help="validate FILE, then write it to SOURCE")
     push.add_argument("file")
     push.add_argument("--to", required=True, metavar="SOURCE")
+    _fleet_options(push)
     push.set_defaults(func=_push)
 
     explain = commands.add_parser("explain", help="show where a request would go, and why")

@@ -81,6 +81,9 @@ class Settings:
     debug_errors: bool = False
     # A failed refresh is retried after this long, never on every request (CONTRACT section 2).
     config_retry_seconds: float = 60.0
+    # How often an instance asks whether the config changed (the state table's version item, a
+    # file's mtime): a flip reaches the fleet in seconds while the TTL stays the backstop.
+    config_check_seconds: float = 5.0
     default_backend: str | None = None
     backends_table: str | None = None
     env_backends: tuple[tuple[str, str], ...] = ()  # the BACKEND_<ID>_URL variables
@@ -97,6 +100,7 @@ class Settings:
         return cls(
             config_source=config_source or env.get("EDGE_ROUTER_CONFIG") or None,
             config_ttl_seconds=_float(env, "CONFIG_TTL_SECONDS", 43200.0),
+            config_check_seconds=_float(env, "CONFIG_CHECK_SECONDS", 5.0),
             request_timeout_ms=_float(env, "REQUEST_TIMEOUT_MS", 30000.0),
             admin_key=env.get("ADMIN_KEY") or None,
             admin_key_source=env.get("ADMIN_KEY_SOURCE") or None,

@@ -25,6 +25,22 @@ _lock = threading.Lock()
 _session: Any = None
 _made: dict[tuple[Hashable, ...], Any] = {}
 
+CONFIG_READ_SETTINGS: dict[str, Any] = {
+    "connect_timeout": 1,
+    "read_timeout": 2,
+    "retries": {"mode": "standard", "total_max_attempts": 2},
+}
+"""botocore settings for reading the config (SSM, a DynamoDB item) and the admin key (Secrets
+Manager, SSM). botocore's defaults (60 s connect and read timeouts, legacy retries: 5 attempts on
+SSM, 10 on DynamoDB) held a cold instance's first request for minutes against an endpoint that
+accepts and never answers (a VPC without an SSM endpoint or NAT, a brownout): the Lambda timed
+out. These bound one read to ~5 s (2 x 2 s and botocore's backoff of at most 1 s; 1 s to connect,
+enough for TCP and TLS within a region), like the state table's (`aws.state_table.CLIENT_SETTINGS`).
+One retry stays: a pooled connection found dead after a frozen spell, or a throttled call, is
+tried again at once instead of failing the read. The config cache tries a first read up to
+`config.cache.FIRST_READ_ATTEMPTS` times on top of this; a request never waits past its deadline.
+"""
+
 
 def _key(kind: str, service: str, region: str | None, settings: Hashable) -> tuple[Hashable, ...]:
     env = os.environ
@@ -59,9 +75,9 @@ def client(service: str, *, region: str | None = None, settings: dict[str, Any] 
     return _make("client", service, region, settings)
 
 
-def resource(service: str, *, region: str | None = None) -> Any:
-    """The process's boto3 resource for `service` (DynamoDB tables)."""
-    return _make("resource", service, region, None)
+def resource(service: str, *, region: str | None = None, settings: dict[str, Any] | None = None) -> Any:
+    """The process's boto3 resource for `service` (DynamoDB tables; `settings` as for `client`)."""
+    return _make("resource", service, region, settings)
 
 
 def clear() -> None:

@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..aws.clients import aws_errors, client, error_code, resource
+from ..aws.clients import CONFIG_READ_SETTINGS, aws_errors, client, error_code, resource
 from ..exceptions import ConfigInvalidError, ConfigSourceError
 from .load import TOO_DEEP
 
@@ -47,12 +47,33 @@ if TYPE_CHECKING:
 MAX_ALIAS_NODES = 100_000
 
 
+Version = Hashable  # what `ConfigSource.version()` returns: compared for equality only
+
+
 class ConfigSource(Protocol):
-    """Reads one config document. `describe()` is what logs and /health name."""
+    """Reads one config document. `describe()` is what logs and /health name.
+
+    `version()` is a cheap look at which version the source holds now, asked every
+    `CONFIG_CHECK_SECONDS`: a file's mtime and size, a DynamoDB item's `version` attribute, the
+    state table's `er#config-version` item for SSM. None: it cannot tell (no state table), and
+    only the TTL brings a change. It may raise ConfigSourceError / StateStoreError.
+    `reload_spread_s`: how far apart instances spread their re-reads after a change (a burst of
+    GetParameter calls from a fleet would meet SSM's account-wide quota; a file needs none).
+    """
+
+    @property
+    def reload_spread_s(self) -> float: ...
 
     def read(self) -> Any: ...
 
+    def read_versioned(self) -> tuple[Any, Version | None]:
+        """The document and the version it was read at (from the same read where the source
+        can tell: SSM's parameter Version, the DynamoDB item's `version`)."""
+        ...
+
     def describe(self) -> str: ...
+
+    def version(self) -> Version | None: ...
 
 
 def _too_deep(where: str) -> ConfigInvalidError:
@@ -183,7 +204,8 @@ def ssm_parameter(selector: str) -> tuple[str, int, str]:
 
     try:
         with aws_errors(ConfigSourceError, f"cannot read ssm:{selector}"):
-            parameter = client("ssm").get_parameter(Name=selector, WithDecryption=True)["Parameter"]
+            ssm = client("ssm", settings=CONFIG_READ_SETTINGS)
+            parameter = ssm.get_parameter(Name=selector, WithDecryption=True)["Parameter"]
     except ConfigSourceError as exc:
         if isinstance(exc.__cause__, ClientError) and error_code(exc.__cause__) in (
             "ParameterNotFound",
@@ -197,7 +219,11 @@ def ssm_parameter(selector: str) -> tuple[str, int, str]:
 def dynamodb_item(table: str, item_id: str, *, consistent: bool = False) -> dict[str, Any] | None:
     """The item whose key `id` is `item_id`, or None."""
     with aws_errors(ConfigSourceError, f"cannot read dynamodb:{table}/{item_id}"):
-        answer = resource("dynamodb").Table(table).get_item(Key={"id": item_id}, ConsistentRead=consistent)
+        answer = (
+            resource("dynamodb", settings=CONFIG_READ_SETTINGS)
+            .Table(table)
+            .get_item(Key={"id": item_id}, ConsistentRead=consistent)
+        )
     item = answer.get("Item")
     return dict(item) if item is not None else None
 
@@ -205,6 +231,7 @@ def dynamodb_item(table: str, item_id: str, *, consistent: bool = False) -> dict
 @dataclass(frozen=True, slots=True)
 class FileSource:
     path: Path
+    reload_spread_s: float = 0.0
 
     def describe(self) -> str:
         return str(self.path)
@@ -212,32 +239,73 @@ class FileSource:
     def read(self) -> Any:
         return parse_file(self.path, read_file(self.path))
 
+    def read_versioned(self) -> tuple[Any, Version | None]:
+        version = self.version()  # before the read: a write after it is seen by the next check
+        return self.read(), version
+
+    def version(self) -> Version | None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None  # the read will say what is wrong
+        return (stat.st_mtime_ns, stat.st_size)
+
 
 @dataclass(frozen=True, slots=True)
 class SSMSource:
     name: str
+    state_table: str | None = None  # where the fleet's change signal lives (`aws.config_version`)
+    reload_spread_s: float = 2.0
 
     def describe(self) -> str:
         return f"ssm:{self.name}"
 
     def read(self) -> Any:
-        text, _, _ = ssm_parameter(self.name)
-        return parse_json_text(text, self.describe())
+        return self.read_versioned()[0]
+
+    def read_versioned(self) -> tuple[Any, Version | None]:
+        text, version, _ = ssm_parameter(self.name)
+        return parse_json_text(text, self.describe()), version
+
+    def version(self) -> Version | None:
+        if self.state_table is None:
+            return None
+        from ..aws.config_version import read_config_version
+
+        return read_config_version(self.state_table)
 
 
 @dataclass(frozen=True, slots=True)
 class DynamoDBSource:
     table: str
     item_id: str
+    reload_spread_s: float = 2.0
 
     def describe(self) -> str:
         return f"dynamodb:{self.table}/{self.item_id}"
 
+    def version(self) -> Version | None:
+        """The config item's own `version` attribute (`edge-router push` increments it)."""
+        with aws_errors(ConfigSourceError, f"cannot read the version of {self.describe()}"):
+            answer = (
+                resource("dynamodb", settings=CONFIG_READ_SETTINGS)
+                .Table(self.table)
+                .get_item(Key={"id": self.item_id}, ProjectionExpression="version")
+            )
+        value = answer.get("Item", {}).get("version")
+        return int(value) if isinstance(value, int | Decimal) else None
+
     def read(self) -> Any:
+        return self.read_versioned()[0]
+
+    def read_versioned(self) -> tuple[Any, Version | None]:
         item = dynamodb_item(self.table, self.item_id)
         if item is None:
             raise ConfigSourceError(f"cannot read {self.describe()}: no such item")
-        return document_of_item(item, self.describe())
+        version = item.get("version")
+        return document_of_item(item, self.describe()), int(version) if isinstance(
+            version, int | Decimal
+        ) else None
 
 
 def document_of_item(item: dict[str, Any], where: str) -> Any:
@@ -253,13 +321,14 @@ def document_of_item(item: dict[str, Any], where: str) -> Any:
         raise _too_deep(where) from None
 
 
-def parse_source(spec: str) -> ConfigSource:
-    """Turn a SOURCE string into a ConfigSource; ValueError says what is wrong with it."""
+def parse_source(spec: str, *, state_table: str | None = None) -> ConfigSource:
+    """Turn a SOURCE string into a ConfigSource; ValueError says what is wrong with it.
+    `state_table`: where an SSM source's change signal is read (`STATE_TABLE`)."""
     if spec.startswith("ssm:"):
         name = spec[4:]
         if not name:
             raise ValueError("ssm: source needs a parameter name, e.g. ssm:/edge-router/config")
-        return SSMSource(name)
+        return SSMSource(name, state_table)
     if spec.startswith("dynamodb:"):
         table, _, item_id = spec[9:].partition("/")
         if not table or not item_id:

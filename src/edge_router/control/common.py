@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Annotated, Any, Protocol, cast
@@ -94,13 +95,16 @@ async def require_admin(host: Host, x_admin_key: AdminKeyHeader = None) -> None:
 
 
 ADMIN = [Depends(require_admin)]
+ADMIN_KEY_WAIT_S = 2.0
 
 
 async def config_error_for(host: ControlHost, status: CacheStatus, x_admin_key: str | None) -> str | None:
     """The last config failure as this caller may see it: its kind, or with the admin key its detail."""
     if status.last_error is None:
         return None
-    if admin_refusal(await host.admin_key.get(), x_admin_key) is None:
+    # a key source that hangs costs this answer a moment at most, never the read's whole time
+    key = await host.admin_key.get(deadline=time.monotonic() + ADMIN_KEY_WAIT_S)
+    if admin_refusal(key, x_admin_key) is None:
         return redact_text(status.last_error)
     return status.last_error_summary or "the config could not be loaded"
 

@@ -28,12 +28,22 @@ async def health(host: Host, x_admin_key: AdminKeyHeader = None) -> JSONResponse
             "source": status.source,
             "loaded_at": status.loaded_at,
             "last_error": last_error,
+            # the source's version this instance serves (SSM's parameter Version, a DynamoDB
+            # item's `version`): what `edge-router flip --wait` watches the fleet reach
+            "version": _shown(status.version),
         },
     }
     if status.config is None:
         body["reason"] = last_error or "no config loaded yet"
         return JSONResponse(body, status_code=503)
     return JSONResponse(body)
+
+
+def _shown(version: object) -> int | str | None:
+    """A version as JSON: an int as it is, a file's (mtime_ns, size) as text."""
+    if version is None or isinstance(version, int):
+        return version
+    return "-".join(str(part) for part in version) if isinstance(version, tuple) else str(version)
 
 
 @router.get("/_config/route", summary="The active config, secrets redacted")

@@ -8,6 +8,10 @@ substituted, so what is written back is what was there plus the change (CONTRACT
     push(file, to_source, validate=...)    validate a local file, then replace the source with it
     read_versioned(source)                 the raw document and its version
 
+After a write the CLI tells the fleet (`fleet.signal_fleet`: the state table's `er#config-version`
+item for an `ssm:` source; a `dynamodb:` item's own `version` is bumped by the write itself) and,
+with `--wait`, samples `/health` until instances report the new version (`fleet.wait_for_version`).
+
 Each source kind has its own optimistic-concurrency protocol (a change is a pure function
 document -> document, so it can be re-applied to a newer document when someone wrote in between):
 
@@ -17,7 +21,8 @@ document -> document, so it can be re-applied to a newer document when someone w
   (readers see the old file or the new one, never a mix). A changed hash means re-read, re-apply.
 * `ssm:NAME`: the version is the parameter's Version; see `ssm.SSMWriter` for the protocol.
 * `dynamodb:TABLE/ID`: the item's numeric `version` attribute (0 when absent), bumped by a
-  conditional UpdateItem; a failed condition means re-read, re-apply.
+  conditional UpdateItem; a failed condition means re-read, re-apply. The routers reload when it
+  moves, so it only ever grows (push increments it too, and refuses a `version` that is no number).
 
 A change that leaves an invalid document is refused before anything is written
 (ConfigInvalidError; the one exception, an SSM change that only turns invalid on top of a

@@ -111,21 +111,34 @@ class DynamoDBWriter:
         raise WriteConflict(f"{self.where} changed on each of {MAX_ATTEMPTS} attempts; nothing was written")
 
     def replace(self, document: Document, data: bytes, origin: Path) -> Versioned:
-        """push: set the value whatever is there (creating the item), bumping the version."""
+        """push: set the value whatever is there (creating the item), bumping the version.
+
+        The version is the routers' change signal (they reload when it moves), so it only ever
+        grows: one atomic increment, on the condition that it is a number (or absent: 1)."""
         existing = self._fetch()
         keep_map = existing is not None and isinstance(existing.get("value"), dict)
         text = pushed_text(document, data, origin)
-        with aws_errors(WriteError, f"cannot write {self.where}"):
-            answer = self._table().update_item(
-                Key={"id": self.item_id},
-                UpdateExpression="SET #value = :value, #version = if_not_exists(#version, :zero) + :one",
-                ExpressionAttributeNames={"#value": "value", "#version": "version"},
-                ExpressionAttributeValues={
-                    ":value": _dynamo_value(document) if keep_map else text,
-                    ":zero": 0,
-                    ":one": 1,
-                },
-                ReturnValues="UPDATED_NEW",
-            )
+        try:
+            with aws_errors(WriteError, f"cannot write {self.where}"):
+                answer = self._table().update_item(
+                    Key={"id": self.item_id},
+                    UpdateExpression="SET #value = :value, #version = if_not_exists(#version, :zero) + :one",
+                    ConditionExpression="attribute_not_exists(#version) OR attribute_type(#version, :number)",
+                    ExpressionAttributeNames={"#value": "value", "#version": "version"},
+                    ExpressionAttributeValues={
+                        ":value": _dynamo_value(document) if keep_map else text,
+                        ":zero": 0,
+                        ":one": 1,
+                        ":number": "N",
+                    },
+                    ReturnValues="UPDATED_NEW",
+                )
+        except WriteError as exc:
+            if error_code(exc.__cause__ or exc) == "ConditionalCheckFailedException":
+                raise WriteError(
+                    f"cannot write {self.where}: its `version` attribute is not a number "
+                    "(the routers' change signal); nothing was written"
+                ) from exc
+            raise
         version = answer.get("Attributes", {}).get("version", 0)
         return Versioned(document, str(int(version)))
