@@ -68,6 +68,7 @@ _CONTROL_EXACT = frozenset(
         "/docs/oauth2-redirect",
         "/_config",
         "/admin",
+        *("/status", "/status/status.js", "/status/status.css"),  # the status page (control/status.py)
     }
 )
 _CONTROL_PREFIXES = ("/_config/", "/admin/")

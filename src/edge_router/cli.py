@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -274,30 +275,51 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _run_demo(host: str, port: int) -> None:
+    import secrets
+
     from .app import EdgeRouter
-    from .demo import start_demo_backend
+    from .demo import demo_traffic, start_demo_backend
     from .settings import Settings
 
     users, users_url = await start_demo_backend("users")
     orders, orders_url = await start_demo_backend("orders")
-    os.environ["DEMO_USERS_URL"] = users_url
-    os.environ["DEMO_ORDERS_URL"] = orders_url
+    flaky, flaky_url = await start_demo_backend("flaky", flaky=True)
+    os.environ.update(DEMO_USERS_URL=users_url, DEMO_ORDERS_URL=orders_url, DEMO_FLAKY_URL=flaky_url)
+    # the status page needs an admin key: the demo makes one (never a fixed, guessable one)
+    admin_key = os.environ.get("ADMIN_KEY") or secrets.token_urlsafe(24)
+    os.environ["ADMIN_KEY"] = admin_key
+    # the demo's own traffic would fill the terminal with request lines: off unless asked for
+    quiet = "POWERTOOLS_LOG_LEVEL" not in os.environ and "LOG_LEVEL" not in os.environ
+    if quiet:
+        os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     router = EdgeRouter(Settings.from_env(config_source=str(DEMO_CONFIG)))
     router.control_app()
     base = f"http://{host}:{port}"
     announce = (
         f"edge-router demo on {base}  (config: {DEMO_CONFIG})\n"
-        f"  demo backends: users {users_url}, orders {orders_url}\n"
+        f"  status page: {base}/status   admin key: {admin_key}\n"
+        f"  demo backends: users {users_url}, orders {orders_url}, flaky {flaky_url} (fails now and then)\n"
         f"  try: curl -i {base}/api/users/42?page=1\n"
-        f"       curl -i {base}/api/orders/7\n"
+        f"       curl -i {base}/api/cached/report     (X-Cache: MISS, then HIT)\n"
         f"       curl {base}/health\n"
-        "  Ctrl-C stops everything."
+        "  a little demo traffic runs meanwhile, so the status page moves; Ctrl-C stops everything."
+        + ("\n  request logs are off in the demo (POWERTOOLS_LOG_LEVEL=INFO shows them)" if quiet else "")
     )
+    traffic = asyncio.ensure_future(_after_start(base, demo_traffic))
     try:
         await _run_server(router, host, port, announce)
     finally:
-        await users.cleanup()
-        await orders.cleanup()
+        traffic.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await traffic
+        for runner in (users, orders, flaky):
+            await runner.cleanup()
+
+
+async def _after_start(base: str, traffic: Any) -> None:
+    await asyncio.sleep(1.0)  # the server is listening by then
+    await traffic(base)
 
 
 def _positive(kind: type[int] | type[float]) -> Any:

@@ -10,6 +10,8 @@ One `APIRouter` module per concern, included here:
     api_keys.py      POST, GET /admin/api-keys, DELETE /admin/api-keys/{id}
     metrics.py       GET /admin/metrics?window=1m|5m|1h|all, POST /admin/metrics/reset
     cache.py         GET /admin/cache-stats, POST /admin/cache-invalidate, GET /admin/dedup-stats
+    status.py        GET /status (+ /status/status.js, .css: public, no data), GET /admin/status
+    flip.py          POST /admin/flip
 
 and `common.py` for what they share: the `ControlHost` (kept in `app.state.host`), the error shape
 and the admin dependency. Every /admin endpoint needs X-Admin-Key, compared in constant time;
@@ -33,12 +35,12 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..exceptions import StateStoreError
-from . import api_keys, backends, cache, circuits, config_admin, explain, health, metrics
+from . import api_keys, backends, cache, circuits, config_admin, explain, flip, health, metrics, status
 from .common import ControlHost, error, request_id
 
 logger = logging.getLogger("edge_router.control")
 
-ROUTERS = (health, backends, config_admin, explain, circuits, api_keys, metrics, cache)
+ROUTERS = (health, backends, config_admin, explain, circuits, api_keys, metrics, cache, flip, status)
 
 
 def create_control_app(router: ControlHost) -> FastAPI:

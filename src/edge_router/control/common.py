@@ -35,6 +35,7 @@ from ..proxy.caching import CacheStage
 from ..resilience.tracker import BackendTracker
 from ..routing.header_routing import HeaderRouting
 from ..routing.inventory import KnownBackend
+from ..settings import Settings
 
 
 class ControlHost(Protocol):
@@ -60,6 +61,9 @@ class ControlHost(Protocol):
 
     @property
     def response_cache(self) -> CacheStage: ...
+
+    @property
+    def settings(self) -> Settings: ...
 
     async def backends(self) -> list[KnownBackend]: ...
 

@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from .outcome import RequestOutcome
+from .redact import redact_text
 
 RING_SECONDS = 3600
+RECENT_ERRORS = 20
 WINDOWS: dict[str, int | None] = {"1m": 60, "5m": 300, "1h": 3600, "all": None}
 MAX_ROUTES = 1000
 NO_ROUTE = "(none)"
@@ -162,6 +165,9 @@ class MetricsWindows:
         self._clock = clock
         self._ring: list[_Bucket | None] = [None] * RING_SECONDS
         self._archive = _Bucket(-1)
+        # the last RECENT_ERRORS failed requests (a 5xx or a failed attempt), for the status page;
+        # their error text redacted as /health redacts (it may quote a backend URL with credentials)
+        self.recent_errors: deque[dict[str, Any]] = deque(maxlen=RECENT_ERRORS)
 
     def record(self, outcome: RequestOutcome) -> None:
         """Count one proxied request in the bucket of the current second."""
@@ -188,6 +194,21 @@ class MetricsWindows:
         if outcome.rate_limited:
             bucket.rate_limited += 1
         bucket.upstream_errors += outcome.upstream_errors
+        if status >= 500 or outcome.upstream_errors:
+            self._failed(outcome)
+
+    def _failed(self, outcome: RequestOutcome) -> None:
+        self.recent_errors.append(
+            {
+                "time": round(self._clock(), 3),
+                "route": outcome.route,
+                "method": outcome.method,
+                "path": redact_text(outcome.path),
+                "status": outcome.status,
+                "backend": redact_text(outcome.backend) if outcome.backend else None,
+                "error": redact_text(outcome.error) if outcome.error else None,
+            }
+        )
 
     def _roll(self, second: int) -> _Bucket:
         """A fresh bucket for `second` in its slot; what the slot held goes to the archive first."""
@@ -221,6 +242,7 @@ class MetricsWindows:
         """Zero every figure (`POST /admin/metrics/reset`)."""
         self._ring = [None] * RING_SECONDS
         self._archive = _Bucket(-1)
+        self.recent_errors.clear()
 
     @property
     def slots_in_use(self) -> int:
