@@ -284,7 +284,9 @@ async def _run_demo(host: str, port: int) -> None:
     users, users_url = await start_demo_backend("users")
     orders, orders_url = await start_demo_backend("orders")
     flaky, flaky_url = await start_demo_backend("flaky", flaky=True)
-    os.environ.update(DEMO_USERS_URL=users_url, DEMO_ORDERS_URL=orders_url, DEMO_FLAKY_URL=flaky_url)
+    os.environ["DEMO_USERS_URL"] = users_url
+    os.environ["DEMO_ORDERS_URL"] = orders_url
+    os.environ["DEMO_FLAKY_URL"] = flaky_url
     # the status page needs an admin key: the demo makes one (never a fixed, guessable one)
     admin_key = os.environ.get("ADMIN_KEY") or secrets.token_urlsafe(24)
     os.environ["ADMIN_KEY"] = admin_key
