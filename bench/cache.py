@@ -270,47 +270,22 @@ async def fetch_all(port: int, paths: Sequence[str], workers: int = CLIENT_WORKE
 # ---------------------------------------------------------------------------------------------- section
 
 
-def start_nginx_cache(bench: Any, nginx: str, backend_port: int) -> tuple[subprocess.Popen[Any], int]:
-    """nginx with proxy_cache: 1 worker (the router is one process), keep-alive to the backend,
-    a disk cache zone in the bench's temp dir; `X-Cache-Status` tells a HIT."""
+def start_nginx_cache(bench: Any, R: Any, nginx: str, backend_port: int) -> tuple[subprocess.Popen[Any], int]:
+    """nginx with proxy_cache (bench/run.py's nginx, plus a disk cache zone in the bench's temp
+    dir); `X-Cache-Status` tells a HIT."""
     port = free_port()
     prefix = bench.tmp / "nginx-cache"
-    for sub in ("cache", "body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (prefix / sub).mkdir(parents=True, exist_ok=True)
-    user = "user root;" if os.geteuid() == 0 else ""
-    conf = prefix / "nginx.conf"
-    conf.write_text(
-        f"""
-worker_processes 1;
-daemon off;
-{user}
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    proxy_cache_path {prefix}/cache levels=1:2 keys_zone=bench:8m max_size=1g inactive=600m;
-    upstream backend {{
-        server {LOOPBACK}:{backend_port};
-        keepalive 64;
-    }}
-    server {{
-        listen {LOOPBACK}:{port} reuseport;
-        location /cached/ {{
-            proxy_pass http://backend/;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_cache bench;
-            add_header X-Cache-Status $upstream_cache_status always;
-        }}
-    }}
-}}
-"""
+    (prefix / "cache").mkdir(parents=True, exist_ok=True)
+    conf = R.write_nginx_conf(
+        prefix,
+        port,
+        backend_port,
+        location="/cached/",
+        directives="""proxy_cache bench;
+            add_header X-Cache-Status $upstream_cache_status always;""",
+        http_extra=(
+            f"proxy_cache_path {prefix}/cache levels=1:2 keys_zone=bench:8m max_size=1g inactive=600m;"
+        ),
     )
     with (prefix / "stderr.log").open("w") as errors:
         proc = bench.children.start(
@@ -396,7 +371,7 @@ def throughput(bench: Any, R: Any, backend_port: int) -> bool:
             ("router, cached route", router_port, THROUGHPUT_PATH, "X-Cache")
         ]
         if nginx:
-            nginx_proc, nginx_port = start_nginx_cache(bench, nginx, backend_port)
+            nginx_proc, nginx_port = start_nginx_cache(bench, R, nginx, backend_port)
             targets.append(("nginx proxy_cache", nginx_port, THROUGHPUT_PATH, "X-Cache-Status"))
         targets.append(("router, uncached route", router_port, UNCACHED_PATH, "X-Cache"))
         probes = {name: stored_once(port, path, backend_port, header) for name, port, path, header in targets}

@@ -250,10 +250,12 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
 
 
-def start_nginx(bench: Bench, nginx: str) -> tuple[subprocess.Popen[Any], int]:
-    """nginx as a reverse proxy: 1 worker (the router is one process), keep-alive to the backend."""
-    port = free_port()
-    prefix = bench.tmp / "nginx"
+def write_nginx_conf(
+    prefix: Path, port: int, backend_port: int, *, location: str, directives: str, http_extra: str = ""
+) -> Path:
+    """An nginx.conf under `prefix`: 1 worker (the router is one process), keep-alive to the
+    backend, its temp paths under `prefix`, one `location` proxying to the backend with
+    `directives` added (also what bench/cache.py's proxy_cache target is built from)."""
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (prefix / sub).mkdir(parents=True, exist_ok=True)
     user = "user root;" if os.geteuid() == 0 else ""
@@ -273,24 +275,39 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
+    {http_extra}
     upstream backend {{
-        server {LOOPBACK}:{bench.backend_port};
+        server {LOOPBACK}:{backend_port};
         keepalive 64;
     }}
     server {{
         listen {LOOPBACK}:{port} reuseport;
-        location {PATH} {{
+        location {location} {{
             proxy_pass http://backend/;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Request-Id $request_id;
+            {directives}
         }}
     }}
 }}
 """
+    )
+    return conf
+
+
+def start_nginx(bench: Bench, nginx: str) -> tuple[subprocess.Popen[Any], int]:
+    """nginx as a reverse proxy, headers set as the router sets them."""
+    port = free_port()
+    prefix = bench.tmp / "nginx"
+    conf = write_nginx_conf(
+        prefix,
+        port,
+        bench.backend_port,
+        location=PATH,
+        directives="""proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Request-Id $request_id;""",
     )
     errors = (prefix / "stderr.log").open("w")
     proc = bench.children.start(
