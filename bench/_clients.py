@@ -1,11 +1,13 @@
-"""Upstream client comparison: aiohttp vs httpx (default transport) against the loopback backend.
+"""Upstream client comparison: aiohttp vs httpx (default transport) vs the router's own
+`edge_router.upstream.http1.Http1Upstream` (sent the Host, User-Agent and Accept a proxied request
+carries: it adds no header of its own), against the loopback backend.
 
 Both on a plain asyncio loop (the loop the Lambda adapter runs), one client object each, kept alive:
 * sequential: µs per GET, one at a time, each driven by `loop.run_until_complete` (as a Lambda
   invocation is) and, separately, all inside one coroutine;
 * concurrent: `--concurrency` tasks sharing the client for `--duration` seconds: req/s, p50, p99.
 
-    python bench/_clients.py aiohttp|httpx --url URL --result OUT.json
+    python bench/_clients.py aiohttp|httpx|http1 --url URL --result OUT.json
 """
 
 from __future__ import annotations
@@ -36,6 +38,23 @@ async def make_client(kind: str, url: str) -> tuple[Get, Callable[[], Awaitable[
                 return response.status
 
         return get_aiohttp, session.close
+    if kind == "http1":
+        from urllib.parse import urlsplit
+
+        from edge_router.upstream.http1 import Http1Upstream
+
+        upstream = Http1Upstream()
+        headers = [("host", urlsplit(url).netloc), ("user-agent", "bench"), ("accept", "*/*")]
+
+        async def get_http1() -> int:
+            response = await upstream.send("GET", url, headers, None, 10.0)
+            try:
+                await response.read(1 << 20)
+            finally:
+                response.release()
+            return response.status
+
+        return get_http1, upstream.aclose
     import httpx
 
     client = httpx.AsyncClient()
@@ -86,7 +105,7 @@ async def concurrent(get: Get, concurrency: int, duration: float) -> dict[str, f
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("client", choices=["aiohttp", "httpx"])
+    parser.add_argument("client", choices=["aiohttp", "httpx", "http1"])
     parser.add_argument("--url", required=True)
     parser.add_argument("--result", required=True)
     parser.add_argument("--n", type=int, default=2000)

@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -108,15 +108,49 @@ def wait_http(port: int, path: str, deadline_s: float, proc: subprocess.Popen[An
     raise RuntimeError(f"nothing answered 200 on 127.0.0.1:{port}{path} within {deadline_s:g}s")
 
 
-def vm_hwm_kib(pid: int) -> int | None:
-    """Peak resident set size (VmHWM) of a live process, in KiB."""
+def _status_kib(pid: int, field: str) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1])
     except (OSError, ValueError):
         return None
     return None
+
+
+def vm_hwm_kib(pid: int) -> int | None:
+    """Peak resident set size (VmHWM) of a live process, in KiB."""
+    return _status_kib(pid, "VmHWM:")
+
+
+def vm_rss_kib(pid: int) -> int | None:
+    """Resident set size now (VmRSS) of a live process, in KiB."""
+    return _status_kib(pid, "VmRSS:")
+
+
+def descendants(pid: int) -> list[int]:
+    """The live descendants of `pid` (workers of a pre-forking server, nginx's worker), depth first."""
+    found: list[int] = []
+    try:
+        tasks = [t.name for t in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            kids = [int(k) for k in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+        for kid in kids:
+            found += [kid, *descendants(kid)]
+    return found
+
+
+def tree_kib(pid: int, read: Callable[[int], int | None] = vm_rss_kib) -> int | None:
+    """`read` (VmRSS by default) summed over a process and its descendants; None if it is gone."""
+    total = read(pid)
+    if total is None:
+        return None
+    return total + sum(read(kid) or 0 for kid in descendants(pid))
 
 
 class Children:

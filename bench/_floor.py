@@ -1,8 +1,8 @@
-"""Reference points for server mode: what the router's architecture costs before its own code runs.
+"""Reference points for server mode: what an ASGI server architecture costs before any proxy code runs.
 
-Both are bare ASGI apps under the router's own uvicorn settings (`edge_router.server.make_server`:
-uvloop + httptools, no access log, one process), so the gap between them and the router is the
-router's own per-request work (routing, headers, logging, metrics buffer):
+Both are bare ASGI apps run by uvicorn directly, with the settings the router ran under before it
+had an engine of its own (uvloop + httptools, no access log, no Server or Date header, no proxy
+headers, one process); nothing of edge_router is imported:
 
 * static: answers a fixed 200-byte JSON body itself: the ceiling of uvicorn on this machine;
 * proxy: forwards the GET with one shared aiohttp session and sends the body back buffered,
@@ -68,15 +68,21 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", default="http://127.0.0.1:1/")
     args = parser.parse_args()
-    from edge_router.server import bind, make_server, new_event_loop
+    import uvicorn
 
-    sock = bind("127.0.0.1", args.port)
-    server = make_server(make_app(args.mode, args.upstream), "127.0.0.1", args.port)
-    loop = new_event_loop()
-    try:
-        loop.run_until_complete(server.serve(sockets=[sock]))
-    finally:
-        loop.close()
+    uvicorn.run(
+        make_app(args.mode, args.upstream),
+        host="127.0.0.1",
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        proxy_headers=False,
+        server_header=False,
+        date_header=False,
+        access_log=False,
+        log_level="warning",
+    )
     return 0
 
 

@@ -1,12 +1,15 @@
-"""Lambda warm path, in one process, no server: µs per invocation, three ways.
+"""Lambda warm path, in one process, no server: µs per invocation, three or four ways.
 
 * router: `edge_router.aws_lambda.build_handler(...)` called with a function URL GET event that it
   proxies to the loopback backend (its JSON log line and EMF metrics are written, to /dev/null);
 * direct: one kept-alive aiohttp GET to the same backend, on its own plain asyncio loop, each
-  request driven by `loop.run_until_complete` as Mangum drives an invocation;
+  request driven by `loop.run_until_complete` as the Lambda adapter drives an invocation;
+* direct_http1: the same with the router's own lean client, `edge_router.upstream.http1.Http1Upstream`
+  (when that module exists; otherwise the result says why it was skipped): the fastest direct GET
+  this process can make, so the least a proxied invocation can cost;
 * fastapi: a FastAPI async "hello" app under `Mangum(lifespan="off")`, same event, no network.
 
-The modes run interleaved in rounds so that drift (CPU frequency, other load) hits all three alike.
+The modes run interleaved in rounds so that drift (CPU frequency, other load) hits all of them alike.
 No `asyncio.run` anywhere: it would leave Mangum without an event loop.
 
     python bench/_lambda_warm.py --backend-url URL --config FILE --result OUT.json [--n N --rounds R]
@@ -84,6 +87,42 @@ class Direct:
         self.loop.close()
 
 
+class DirectHttp1:
+    """A kept-alive GET with `Http1Upstream` on a dedicated plain asyncio loop: the request carries
+    what a proxied one carries to the backend (Host, User-Agent, Accept), since the client adds
+    nothing of its own."""
+
+    def __init__(self, url: str) -> None:
+        from urllib.parse import urlsplit
+
+        from edge_router.upstream.http1 import Http1Upstream
+
+        self.url = url
+        self.headers = [("host", urlsplit(url).netloc), ("user-agent", "bench"), ("accept", "*/*")]
+        self.loop = asyncio.new_event_loop()
+
+        async def make() -> Any:
+            return Http1Upstream()
+
+        self.client = self.loop.run_until_complete(make())
+
+    async def _get(self) -> tuple[int, bytes]:
+        response = await self.client.send("GET", self.url, self.headers, None, 10.0)
+        try:
+            body = await response.read(1 << 20)
+        finally:
+            response.release()
+        return response.status, body or b""
+
+    def __call__(self, _: dict[str, Any]) -> dict[str, Any]:
+        status, body = self.loop.run_until_complete(self._get())
+        return {"statusCode": status, "body": body}
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.aclose())
+        self.loop.close()
+
+
 def body_len(response: dict[str, Any]) -> int:
     body = response.get("body", b"")
     return len(body if isinstance(body, bytes) else body.encode())
@@ -104,10 +143,15 @@ def main() -> int:
     modes: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "router": build_router(args.config),
         "direct": direct,
-        "fastapi": build_fastapi(),
     }
+    skipped: dict[str, str] = {}
+    http1: DirectHttp1 | None = None
+    try:
+        http1 = modes["direct_http1"] = DirectHttp1(args.backend_url + "/")
+    except Exception as exc:  # not written yet, or its constructor changed: a row that says so
+        skipped["direct_http1"] = f"{type(exc).__name__}: {exc}"
+    modes["fastapi"] = build_fastapi()
     checks: dict[str, Any] = {}
-    samples: dict[str, list[float]] = {name: [] for name in modes}
 
     # Logs stay on (their cost is counted) but go to /dev/null, at the fd level.
     sys.stdout.flush()
@@ -115,11 +159,19 @@ def main() -> int:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     try:
-        for name, invoke in modes.items():
-            first = invoke(event)
+        for name, invoke in list(modes.items()):
+            try:
+                first = invoke(event)
+            except Exception as exc:
+                if name != "direct_http1":
+                    raise
+                skipped[name] = f"{type(exc).__name__}: {exc}"  # a client in the making: skip its row
+                del modes[name]
+                continue
             checks[name] = {"status": first.get("statusCode"), "body_bytes": body_len(first)}
             for _ in range(args.warmup):
                 invoke(event)
+        samples: dict[str, list[float]] = {name: [] for name in modes}
         clock = time.perf_counter_ns
         for _ in range(args.rounds):
             for name, invoke in modes.items():
@@ -134,8 +186,11 @@ def main() -> int:
         os.close(saved)
         os.close(devnull)
     direct.close()
+    if http1 is not None:
+        http1.close()
 
-    result = {name: {**summarize(values), **checks[name]} for name, values in samples.items()}
+    result: dict[str, Any] = {name: {**summarize(values), **checks[name]} for name, values in samples.items()}
+    result.update({name: {"skipped": why} for name, why in skipped.items()})
     Path(args.result).write_text(json.dumps(result))
     return 0
 

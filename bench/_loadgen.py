@@ -5,6 +5,9 @@ soon as the previous response is complete, for `--duration` seconds. It is a raw
 on uvloop (no HTTP client library), so it costs a few microseconds per request; it is still one
 Python process, so against the fastest targets (direct, nginx) it can be the bottleneck, which wrk
 is not. Prints one JSON object: requests, errors, duration_s, rps, p50_us, p99_us.
+
+With `--requests N` it sends exactly N requests in all (shared by the connections), `--duration`
+then being only the bound; the memory section counts requests this way (bench/memory.py).
 """
 
 from __future__ import annotations
@@ -18,12 +21,33 @@ import time
 from _common import LOOPBACK, new_event_loop, percentile
 
 
+class Budget:
+    """Requests still to send, shared by every connection (None: no count, the deadline alone)."""
+
+    def __init__(self, left: int | None) -> None:
+        self.left = left
+
+    def take(self) -> bool:
+        if self.left is None:
+            return True
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
 class Connection(asyncio.Protocol):
     def __init__(
-        self, request: bytes, deadline: float, latencies: list[float], done: asyncio.Future[None]
+        self,
+        request: bytes,
+        deadline: float,
+        latencies: list[float],
+        done: asyncio.Future[None],
+        budget: Budget,
     ) -> None:
         self.request = request
         self.deadline = deadline
+        self.budget = budget
         self.latencies = latencies
         self.done = done
         self.buffer = b""
@@ -33,7 +57,10 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self._send()
+        if self.budget.take():
+            self._send()
+        else:
+            transport.close()
 
     def _send(self) -> None:
         assert self.transport is not None
@@ -65,7 +92,7 @@ class Connection(asyncio.Protocol):
             self.errors += 1
         self.latencies.append((now - self.sent_at) * 1e6)
         self.buffer = rest
-        if now >= self.deadline:
+        if now >= self.deadline or not self.budget.take():
             assert self.transport is not None
             self.transport.close()
         else:
@@ -76,17 +103,20 @@ class Connection(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def run(port: int, path: str, connections: int, duration: float) -> dict[str, float]:
+async def run(
+    port: int, path: str, connections: int, duration: float, requests: int | None = None
+) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     request = f"GET {path} HTTP/1.1\r\nHost: {LOOPBACK}:{port}\r\nUser-Agent: bench\r\n\r\n".encode()
     latencies: list[float] = []
     started = time.perf_counter()
     deadline = started + duration
     protocols: list[Connection] = []
+    budget = Budget(requests)
     waits: list[asyncio.Future[None]] = []
     for _ in range(connections):
         done: asyncio.Future[None] = loop.create_future()
-        protocol = Connection(request, deadline, latencies, done)
+        protocol = Connection(request, deadline, latencies, done, budget)
 
         def factory(protocol: Connection = protocol) -> Connection:
             return protocol
@@ -112,11 +142,14 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--path", default="/bench")
     parser.add_argument("--connections", type=int, default=1)
-    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds (with --requests: at most)")
+    parser.add_argument("--requests", type=int, help="send exactly this many requests in all")
     args = parser.parse_args()
     loop = new_event_loop()
     try:
-        result = loop.run_until_complete(run(args.port, args.path, args.connections, args.duration))
+        result = loop.run_until_complete(
+            run(args.port, args.path, args.connections, args.duration, args.requests)
+        )
     finally:
         loop.close()
     print(json.dumps(result))

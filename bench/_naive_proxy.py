@@ -1,7 +1,7 @@
 """The "naive" baseline: a FastAPI catch-all route forwarding with one shared httpx.AsyncClient.
 
 This is what a proxy looks like when written the obvious way. Run under uvicorn (uvloop +
-httptools, no access log, one process), exactly like the router:
+httptools, no access log, no Server/Date header, one process), like the reference rows (_floor.py):
 
     NAIVE_UPSTREAM=http://127.0.0.1:PORT python bench/_naive_proxy.py --port N
 """

@@ -1,4 +1,4 @@
-"""Real parts for tests: loopback HTTP backends, the router under uvicorn, function URL events.
+"""Real parts for tests: loopback HTTP backends, the router on its server engine, function URL events.
 
 Everything binds 127.0.0.1 on port 0 and stops by itself at the end of its `with` block.
 """
@@ -169,55 +169,55 @@ def write_config(path: Path, document: dict[str, Any]) -> str:
 
 
 class RouterServer:
-    """`edge-router serve` in-process: the real app under uvicorn on a loopback socket, in a thread."""
+    """`edge-router serve` in-process: the real router on the server engine (`edge_router.server`)
+    on a loopback socket, its loop in a thread."""
 
     def __init__(
         self, config_source: str | None, env: dict[str, str] | None = None, *, host: str = "127.0.0.1"
     ) -> None:
         from edge_router.app import EdgeRouter
         from edge_router.observability.access_log import AccessLog
+        from edge_router.server import Server
         from edge_router.settings import Settings
 
         self.settings = Settings.from_env(env or {}, config_source=config_source)
         self.app = EdgeRouter(self.settings)
         self.log = io.StringIO()  # the request lines, written by the router every 0.5 s
         self.app.recorder.access_log = AccessLog(self.log, enabled=True)
+        # a test's own requests are done when it leaves the block: a short grace for stragglers
+        self.server = Server(self.app, limits=self.settings.server, grace_s=3.0)
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._started = threading.Event()
+        self._failed: BaseException | None = None
         self.host = host  # 127.0.0.1, or ::1
         self.url = ""
 
     def _run(self) -> None:
-        from edge_router.server import bind, make_server, new_event_loop
+        from edge_router.server import bind, new_event_loop
 
         sock = bind(self.host, 0)
         shown = f"[{self.host}]" if ":" in self.host else self.host
         self.url = f"http://{shown}:{sock.getsockname()[1]}"
-        self.server = make_server(
-            self.app,
-            self.host,
-            sock.getsockname()[1],
-            limits=self.settings.server,
-            render=self.app.refusal_response,
-        )
-        loop = new_event_loop()
-        self.loop = loop
-        self._started.set()
-        loop.run_until_complete(self.server.serve(sockets=[sock]))
-        loop.close()
+        loop = self.loop = new_event_loop()
+        try:
+            loop.run_until_complete(self.server.serve(sock))
+        except BaseException as exc:  # start-up failed: __enter__ says so instead of timing out
+            self._failed = exc
+        finally:
+            sock.close()
+            loop.close()
 
     def __enter__(self) -> RouterServer:
         self._thread.start()
-        self._started.wait(5)
         deadline = time.monotonic() + 10
         while not self.server.started:
+            assert self._failed is None, f"router did not start: {self._failed!r}"
             assert time.monotonic() < deadline, "router did not start"
             time.sleep(0.01)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self._thread.join(timeout=10)
+        self.server.request_stop()
+        self._thread.join(timeout=15)
 
     def logged(self, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
         """The first request line whose fields include `fields`, waiting for the next flush."""

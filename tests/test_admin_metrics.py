@@ -1,5 +1,6 @@
 """`GET /admin/metrics` and `POST /admin/metrics/reset` (CONTRACT section 10), black-box: the router
-under uvicorn, real loopback backends (and a dead one), a known mix of answers, exact figures back.
+under `edge-router serve`, real loopback backends (and a dead one), a known mix of answers, exact
+figures back.
 
 Control requests (/health, /backends, /admin/...) are never counted: the polls below are control
 requests themselves, and the figures they read must not move.

@@ -155,7 +155,9 @@ def test_the_config_model_is_plain_dataclasses() -> None:
     assert "pydantic" not in set().union(*(_third_party(FILES[name]) for name in reached))
 
 
-def test_the_cold_path_of_a_proxied_lambda_request_imports_no_fastapi_or_boto3(tmp_path: Path) -> None:
+def test_the_cold_path_of_a_proxied_lambda_request_imports_no_fastapi_mangum_aiohttp_or_boto3(
+    tmp_path: Path,
+) -> None:
     with Backend() as backend:
         config = write_config(tmp_path / "c.json", {"routes": [{"prefix": "/api", "target": backend.url}]})
         script = (
@@ -165,7 +167,8 @@ def test_the_cold_path_of_a_proxied_lambda_request_imports_no_fastapi_or_boto3(t
             "from edge_router.testing import function_url_event\n"
             f"handler = build_handler(Settings(config_source={config!r}))\n"
             "answer = handler(function_url_event('GET', '/api/x'), None)\n"
-            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'starlette', 'boto3'})\n"
+            "heavy = {'fastapi', 'starlette', 'boto3', 'mangum', 'aiohttp'}\n"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & heavy)\n"
             "print(json.dumps({'status': answer['statusCode'], 'heavy': heavy,"
             " 'control': 'edge_router.control.app' in sys.modules}))\n"
         )

@@ -397,7 +397,7 @@ def test_template_default_config_is_valid(template: dict[str, Any]) -> None:
 
 def test_layer_requirements_name_the_runtime_dependencies() -> None:
     names = _requirement_names(LAYER_REQUIREMENTS.read_text(encoding="utf-8").splitlines())
-    assert {"mangum", "aiohttp", "pydantic", "aws-lambda-powertools", "pyyaml", "fastapi", "boto3"} <= names
+    assert {"mangum", "httptools", "pydantic", "aws-lambda-powertools", "pyyaml", "fastapi", "boto3"} <= names
     assert "uvicorn" not in names, "uvicorn serves `edge-router serve` only"
     # nothing the package needs at run time may be missing from the layer
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]

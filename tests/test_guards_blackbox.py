@@ -1,4 +1,4 @@
-"""The guards of CONTRACT section 8, black-box: the router under uvicorn, real loopback backends,
+"""The guards of CONTRACT section 8, black-box: the router under `edge-router serve`, real loopback backends,
 clients that bind 127.0.0.2 / 127.0.0.3 (or ::1) as their source address.
 
 Every refusal is checked twice: what the client gets, and that the backend never saw the request.

@@ -37,6 +37,11 @@ def test_two_instances_share_one_limit(
     with Backend() as backend:
         config = _config(tmp_path, backend)
         one, two = lambda_adapter(config, STATE_TABLE=TABLE), lambda_adapter(config, STATE_TABLE=TABLE)
+        for adapter in (one, two):
+            # This test is about sharing, not budgets (test_shield.py has those): each instance's
+            # first call builds its boto3 client, which on a loaded CI machine can outlast the
+            # 250 ms budget, back the table off and let requests through unlimited (fail open).
+            adapter.router.tracker.shield.budget_s = 10.0
         statuses = [_get(adapter)["statusCode"] for _ in range(20) for adapter in (one, two)]
     # alternating: together they admit exactly the limit (at least the documented bound, at most it)
     assert statuses.count(200) == 10

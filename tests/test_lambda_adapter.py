@@ -1,4 +1,5 @@
-"""The Lambda handler end to end: function URL events through Mangum to real loopback backends."""
+"""The Lambda handler end to end: function URL events (straight into the pipeline; control paths
+through Mangum) to real loopback backends."""
 
 from __future__ import annotations
 
@@ -138,3 +139,20 @@ def test_odd_forwarded_port_does_not_break_the_request(tmp_path: Path, lambda_ad
         handler = lambda_adapter(routes(tmp_path, backend.url))
         response = handler(function_url_event("GET", "/api", headers={"x-forwarded-port": "443, 80"}), None)
         assert response["statusCode"] == 200
+
+
+def test_a_websocket_upgrade_is_501_on_lambda_and_never_reaches_the_backend(
+    tmp_path: Path, lambda_adapter: Any
+) -> None:
+    with Backend() as backend:
+        handler = lambda_adapter(routes(tmp_path, backend.url))
+        upgrade = {"connection": "Upgrade", "upgrade": "websocket", "sec-websocket-version": "13"}
+        response = handler(function_url_event("GET", "/api/chat", headers=upgrade), None)
+        assert response["statusCode"] == 501
+        assert response["headers"]["content-type"] == "application/json"
+        body = json.loads(response["body"])
+        assert body["error"] == "Not Implemented"
+        assert "function URLs cannot upgrade" in body["message"]
+        assert backend.seen == []
+        # a plain request to the same route still goes through
+        assert handler(function_url_event("GET", "/api/chat"), None)["statusCode"] == 200

@@ -199,12 +199,16 @@ def test_an_error_after_the_answer_started_is_a_json_500_too(handler: Any) -> No
     assert "partial" not in response["body"]
 
 
-def test_an_error_outside_the_router_is_a_json_500_too(handler: Any) -> None:
-    def broken(event: Any, context: Any) -> Any:
+@pytest.mark.parametrize("path", ["/api/items", "/health"], ids=["data-path", "control-path-via-mangum"])
+def test_an_error_outside_the_router_is_a_json_500_too(handler: Any, path: str) -> None:
+    def broken(*args: Any) -> Any:
         raise KeyError("requestContext")
 
-    handler._mangum = broken
-    response = handler(valid_event(), None)
+    handler._proxied = broken  # the data path's encoding, around the router
+    handler._mangum = broken  # Mangum, for control paths
+    event = valid_event()
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    response = handler(event, None)
     assert response["statusCode"] == 500
     assert response["headers"]["content-type"] == "application/json"
     assert json.loads(response["body"])["error"] == "Internal Server Error"

@@ -56,7 +56,7 @@ def call(
     body: Sequence[bytes] = (b"",),
     disconnect: bool = False,
 ) -> Answer:
-    """One request as uvicorn would deliver it: `body` in parts, then `http.disconnect` if asked."""
+    """One request as an ASGI server would deliver it: `body` in parts, then `http.disconnect` if asked."""
     parts = [
         {"type": "http.request", "body": part, "more_body": i < len(body) - 1} for i, part in enumerate(body)
     ]

@@ -7,6 +7,7 @@ run `edge-router serve` as a child process, with its own file-descriptor limit, 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import signal
@@ -23,7 +24,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import Backend, RouterServer, closed_port, parse_response, raw_exchange, wait_until, write_config
+from support import (
+    Backend,
+    Reply,
+    RouterServer,
+    closed_port,
+    parse_response,
+    raw_exchange,
+    wait_until,
+    write_config,
+)
 
 
 def serve(tmp_path: Path, backend_url: str, **env: str) -> RouterServer:
@@ -178,20 +188,90 @@ def test_a_kept_alive_connection_gets_the_head_timeout_again_for_its_next_reques
             assert parse_response(read_all(sock)).status == 408
 
 
-def test_connections_over_the_cap_get_503_and_a_log_line(tmp_path: Path) -> None:
-    with Backend() as backend, serve(tmp_path, backend.url, SERVER_MAX_CONNECTIONS="3") as r:
-        idle = [connect(r.url) for _ in range(3)]
+@contextmanager
+def server_log() -> Iterator[list[str]]:
+    """The warning lines of `edge_router.server` while the block runs."""
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Capture(logging.WARNING)
+    logger = logging.getLogger("edge_router.server")
+    logger.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_at_the_cap_a_new_connection_closes_the_one_waiting_longest(tmp_path: Path) -> None:
+    with (
+        Backend() as backend,
+        serve(tmp_path, backend.url, SERVER_MAX_CONNECTIONS="3") as r,
+        server_log() as log,
+    ):
+        idle = []
         try:
-            time.sleep(0.2)
+            for _ in range(3):
+                idle.append(connect(r.url))
+                time.sleep(0.05)  # so that they start waiting in this order
+            idle[1].sendall(b"GET /api/x HTTP/1.1\r\nHost: r\r\n\r\n")  # kept alive: waits again, last
+            assert idle[1].recv(65536).startswith(b"HTTP/1.1 200")
+            with httpx.Client(base_url=r.url) as client:
+                assert client.get("/api/x").status_code == 200  # evicts idle[0], the oldest waiting
+                assert read_all(idle[0]) == b""
+                assert client.get("/api/x").status_code == 200  # the same connection: no eviction
+                with connect(r.url) as fourth:  # evicts idle[2] (idle[1] started waiting after it)
+                    assert read_all(idle[2]) == b""
+                    fourth.sendall(b"GET /api/x HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
+                    assert parse_response(read_all(fourth)).status == 200
+            idle[1].sendall(b"GET /api/x HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
+            assert parse_response(read_all(idle[1])).status == 200
+        finally:
+            for sock in idle:
+                sock.close()
+        assert any(
+            "closed the one waiting longest" in line and "SERVER_MAX_CONNECTIONS=3" in line for line in log
+        )
+
+
+def test_a_partial_head_evicted_at_the_cap_gets_503(tmp_path: Path) -> None:
+    with Backend() as backend, serve(tmp_path, backend.url, SERVER_MAX_CONNECTIONS="2") as r:
+        with connect(r.url) as partial, connect(r.url) as other:
+            partial.sendall(HEAD + b"X-Slow: ")
+            time.sleep(0.1)
+            with httpx.Client(base_url=r.url) as client:
+                assert client.get("/api/x").status_code == 200
+            answer = parse_response(read_all(partial))
+            assert answer.status == 503
+            assert answer.headers["connection"] == "close"
+            other.sendall(b"GET /api/x HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
+            assert parse_response(read_all(other)).status == 200
+
+
+def test_connections_over_the_cap_get_503_only_when_all_have_a_request_in_progress(tmp_path: Path) -> None:
+    slow = Backend(lambda seen: Reply(delay=1.5) if seen.target == "/slow" else Reply())
+    with slow as backend, serve(tmp_path, backend.url, SERVER_MAX_CONNECTIONS="3") as r, server_log() as log:
+        busy = [connect(r.url) for _ in range(3)]
+        try:
+            for sock in busy:
+                sock.sendall(b"GET /api/slow HTTP/1.1\r\nHost: r\r\n\r\n")
+            wait_until(lambda: len(backend.seen) == 3)
             with connect(r.url) as fourth:
                 response = parse_response(read_all(fourth))
                 assert response.status == 503
+                assert response.headers["connection"] == "close"
+            for sock in busy:  # nothing in progress was touched
+                assert parse_response(sock.recv(65536)).status == 200
         finally:
-            for sock in idle:
+            for sock in busy:
                 sock.close()
         time.sleep(0.2)
         with httpx.Client(base_url=r.url) as client:
             assert client.get("/api/x").status_code == 200  # freed connections are usable again
+        assert any("connection refused" in line and "SERVER_MAX_CONNECTIONS=3" in line for line in log)
 
 
 @dataclass
@@ -222,7 +302,9 @@ def router_process(config: str, *, nofile: tuple[int, int], env: dict[str, str])
     )
     url = f"http://127.0.0.1:{port}"
     output: list[bytes] = []
-    reader = threading.Thread(target=lambda: output.extend(iter(process.stdout.readline, b"")), daemon=True)
+    stdout = process.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: output.extend(iter(stdout.readline, b"")), daemon=True)
     reader.start()
     try:
 
@@ -279,8 +361,8 @@ def test_more_silent_connections_than_file_descriptors_do_not_lock_users_out(tmp
                 for sock in silent:
                     sock.close()
             time.sleep(0.3)
-            log = router.printed()
-            assert "connection refused" in log and "SERVER_MAX_CONNECTIONS" in log
+            log = router.printed()  # the silent ones were closed to admit the new ones
+            assert "closed the one waiting longest" in log and "SERVER_MAX_CONNECTIONS" in log
 
 
 def test_start_up_raises_the_soft_file_descriptor_limit_to_the_hard_one(tmp_path: Path) -> None:
@@ -333,19 +415,28 @@ def _cli(tmp_path: Path, missing: str, *args: str, timeout: float = 20) -> subpr
     )
 
 
-@pytest.mark.parametrize("missing", ["uvicorn", "httptools"])
-def test_serve_without_the_server_extra_says_what_to_install(tmp_path: Path, missing: str) -> None:
-    result = _cli(tmp_path, missing, "serve", "--port", str(closed_port()))
+def test_serve_without_httptools_says_what_to_install(tmp_path: Path) -> None:
+    result = _cli(tmp_path, "httptools", "serve", "--port", str(closed_port()))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "pip install 'edge-router[server]'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_serve_without_uvloop_serves_on_asyncio(tmp_path: Path) -> None:
+def test_demo_without_aiohttp_says_what_to_install(tmp_path: Path) -> None:
+    # the demo's backends are aiohttp servers (the `server` extra); the router itself needs none
+    result = _cli(tmp_path, "aiohttp", "demo", "--port", str(closed_port()))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "aiohttp" in result.stderr and "pip install 'edge-router[server]'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("missing", ["uvloop", "uvicorn"])
+def test_serve_without_uvloop_or_uvicorn_serves(tmp_path: Path, missing: str) -> None:
     port = closed_port()
     script = (
-        "import sys; sys.modules['uvloop'] = None\n"
+        f"import sys; sys.modules[{missing!r}] = None\n"
         "from edge_router.cli import main\n"
         f"sys.exit(main(['serve', '--port', '{port}']))\n"
     )
@@ -367,5 +458,7 @@ def test_serve_without_uvloop_serves_on_asyncio(tmp_path: Path) -> None:
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         output = process.communicate(timeout=10)[0].decode()
+    assert process.returncode == 0
     assert "Traceback" not in output
-    assert "uvloop is not installed" in output
+    if missing == "uvloop":
+        assert "uvloop is not installed" in output

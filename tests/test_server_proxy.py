@@ -1,4 +1,4 @@
-"""The proxy in server mode (uvicorn), black-box, against real loopback backends."""
+"""The proxy in server mode (`edge-router serve`'s engine), black-box, against real loopback backends."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from support import Backend, Reply, RouterServer, chunks, closed_port, write_config
+from support import Backend, RawBackend, Reply, RouterServer, chunks, closed_port, read_head, write_config
 
 
 def serve(tmp_path: Path, routes: list[dict[str, Any]], **env: str) -> RouterServer:
@@ -358,3 +358,60 @@ def test_malformed_request_gets_4xx_not_500(tmp_path: Path) -> None:
             sock.sendall(b"GET /x HTTP/1.1\r\nHost: r\r\nContent-Length: nope\r\n\r\n")
             answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 4")
+
+
+# --- 1xx answers and Expect: 100-continue through the real router ---------------------------------
+
+
+def _early_hints_backend(conn: socket.socket) -> None:
+    head = read_head(conn)
+    length = (
+        int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        if b"content-length" in head.lower()
+        else 0
+    )
+    body = head.partition(b"\r\n\r\n")[2]
+    conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+    while len(body) < length:
+        body += conn.recv(65536)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def test_early_hints_are_relayed_before_the_answer(tmp_path: Path) -> None:
+    with (
+        RawBackend(_early_hints_backend) as backend,
+        serve(tmp_path, [{"prefix": "/", "target": backend.url}]) as r,
+    ):
+        port = int(r.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /page HTTP/1.1\r\nHost: r\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+    hints, _, final = answer.partition(b"\r\n\r\n")
+    assert hints == b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload"
+    assert final.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_expect_100_continue_through_the_router(tmp_path: Path) -> None:
+    with (
+        RawBackend(_early_hints_backend) as backend,
+        serve(tmp_path, [{"prefix": "/", "target": backend.url}]) as r,
+    ):
+        port = int(r.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /up HTTP/1.1\r\nHost: r\r\nContent-Length: 5\r\n"
+                b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+            )
+            interim = b""
+            while b"\r\n\r\n" not in interim:
+                interim += sock.recv(65536)
+            assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")  # before the body was sent
+            sock.sendall(b"hello")
+            answer = interim
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert answer.count(b"HTTP/1.1 100 Continue") == 1
+    assert b"HTTP/1.1 103 Early Hints" in answer
+    assert answer.endswith(b"hello")

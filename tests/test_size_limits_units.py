@@ -15,6 +15,7 @@ import pytest
 
 from edge_router.exceptions import Refusal
 from edge_router.guards.size_limits import SizeLimitsGuard
+from edge_router.http.channel import BufferedAnswer
 from edge_router.http.context import RequestContext
 from edge_router.http.responses import send_refusal
 from support import run
@@ -34,13 +35,9 @@ def judged(ctx: RequestContext, **limits: int) -> Refusal | None:
 
 def answer(refusal: Refusal) -> tuple[int, dict[str, Any], dict[bytes, bytes]]:
     """What the client receives for `refusal`: status, JSON body, headers."""
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    run(send_refusal(send, refusal, request_id="r1", cors=()))
-    return sent[0]["status"], json.loads(sent[1]["body"]), dict(sent[0]["headers"])
+    sent = BufferedAnswer()
+    run(send_refusal(sent, refusal, request_id="r1", cors=()))
+    return sent.status, json.loads(sent.content), dict(sent.headers)
 
 
 def headers_of_size(total: int, count: int = 1) -> list[tuple[bytes, bytes]]:

@@ -8,7 +8,7 @@ The harness is reusable for any state-table user (circuits and health here; rate
 and API keys later): `healthy_then_hanging(mode, config, env, monkeypatch)` sends paced requests
 through a router on a healthy table (moto, the `aws` fixture) and then through a new one on a
 `HangingServer` as `AWS_ENDPOINT_URL`, and returns both runs; `assert_never_held_up` judges them.
-`mode` is `server_mode` (uvicorn) or `lambda_mode(lambda_adapter)` (the Lambda handler).
+`mode` is `server_mode` (`edge-router serve`) or `lambda_mode(lambda_adapter)` (the Lambda handler).
 
 Why 20 s of hanging: it spans four lives of the circuit cache (5 s), so requests keep finding
 their shared state too old, and three failed background trials of the table (after backoffs of
@@ -111,7 +111,7 @@ def paced(send: Send, seconds: float) -> Run:
 
 @contextmanager
 def server_mode(config: str, env: dict[str, str]) -> Iterator[Send]:
-    """The router under uvicorn; its background work on the table is ended before it stops."""
+    """The router under `edge-router serve`; its background work on the table is ended before it stops."""
     with RouterServer(config, env) as router, router.client() as http:
         yield lambda i: http.get(f"/api/{i}").status_code
         asyncio.run_coroutine_threadsafe(router.app.tracker.aclose(), router.loop).result(5)

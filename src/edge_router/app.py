@@ -1,4 +1,10 @@
-"""The composition root: `EdgeRouter`, the one ASGI app both hosts run (uvicorn, Mangum).
+"""The composition root: `EdgeRouter`, the one pipeline every host drives.
+
+Hosts hand it a request as a `RequestContext` with a body reader and an answer writer
+(`http/channel.py`): the server engine (`server/`) and the Lambda adapter (`aws_lambda.py`) call
+`handle()` directly, with no ASGI message built per request; `startup()`/`shutdown()` are their
+start and stop hooks. The router is also an ASGI app (`__call__`, lifespan included), one adapter
+of the same pipeline (`http/asgi.py`), for Mangum's control-plane requests and for embedders.
 
 It builds every part once (config cache, upstream client, header routing, recorder, the guards'
 services, data plane) and sends each request through:
@@ -24,7 +30,6 @@ import time
 from collections.abc import Hashable
 from typing import Any
 
-from .aws.config_version import bump_config_version
 from .aws.shield import StoreShield
 from .cache.flights import Coalescer
 from .cache.store import ResponseCache
@@ -40,6 +45,7 @@ from .guards.framing import RequestFramingGuard
 from .guards.preflight import PreflightGuard
 from .guards.services import GuardServices
 from .http import paths
+from .http.channel import AnswerWriter, BodyReader
 from .http.context import RequestContext, new_request_id
 from .http.responses import raw_error_response, send_refusal
 from .observability.access_log import RequestRecorder
@@ -55,8 +61,8 @@ from .routing.header_routing import HeaderRouting
 from .routing.inventory import KnownBackend, known_backends
 from .settings import Settings
 from .types import Header, Message, Receive, Scope, Send
-from .upstream.aiohttp import AiohttpUpstream
 from .upstream.base import Upstream
+from .upstream.http1 import Http1Upstream
 
 _CONTROL_EXACT = frozenset(
     {
@@ -100,7 +106,7 @@ class _NoSource:
 
 
 class EdgeRouter:
-    """The ASGI app both hosts run: uvicorn locally, Mangum on Lambda."""
+    """The pipeline, with its host API (`startup`, `handle`, `shutdown`) and its ASGI face."""
 
     def __init__(self, settings: Settings, *, upstream: Upstream | None = None) -> None:
         app_logger()  # the package's JSON log handler, once per process
@@ -126,7 +132,7 @@ class EdgeRouter:
             reload_spread_s=self.source.reload_spread_s,
             first_wait_s=FIRST_CONFIG_WAIT_S,
         )
-        self.upstream = upstream or AiohttpUpstream()
+        self.upstream = upstream or Http1Upstream()
         self.recorder = RequestRecorder()
         self.header_routing = HeaderRouting(settings)
         self.tracker = BackendTracker(store=_state_store(settings), shield=shield)
@@ -169,6 +175,8 @@ class EdgeRouter:
         source = self.source
         if not isinstance(source, SSMSource) or source.name.lstrip("/") != name.lstrip("/"):
             return {"handled": False, "error": f"{name} is not this router's config parameter"}
+        from .aws.config_version import bump_config_version  # here: a proxied cold start never needs it
+
         try:
             text, version, _ = await asyncio.to_thread(ssm_parameter, source.name)
         except ConfigSourceError as exc:
@@ -220,35 +228,47 @@ class EdgeRouter:
         return self._control
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from .http.asgi import AsgiAnswer, AsgiBody  # here: the server and Lambda hosts skip ASGI
+
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            await self.handle(RequestContext.from_scope(scope), AsgiBody(receive), AsgiAnswer(send))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
-        else:  # websocket: not proxied (yet); refuse cleanly
+        else:  # websocket: an ASGI host hands over messages, not bytes to splice; refuse cleanly
             await send({"type": "websocket.close", "code": 1003})
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ctx = RequestContext.from_scope(scope)
-        config = await self.config.get(ctx.deadline)
+    async def handle(self, ctx: RequestContext, reader: BodyReader, answer: AnswerWriter) -> None:
+        """One request, whichever host brought it: the stage before routing, then the control
+        plane or the data plane. A request's own trouble is answered here (a JSON error)."""
+        config = self.config.fresh() or await self.config.get(ctx.deadline)
         refusal = await run_guards(config.request_guards if config else self._without_config, ctx)
         if refusal is not None:
-            await self._refuse(ctx, send, refusal, config)
-            return
-        if is_control_path(ctx.path):
-            scope["edge_router.request_id"] = ctx.request_id
-            scope["path"] = paths.unquote_path(ctx.path)
-            cors = (config.cors if config else DEFAULT_POLICY).answer_headers(ctx.header("origin"))
-            await self.control_app()(scope, receive, _with_headers(send, cors, ctx.request_id))
-            return
-        await self.proxy.handle(ctx, receive, send, config)
+            await self._refuse(ctx, answer, refusal, config)
+        elif is_control_path(ctx.path):
+            await self._to_control_plane(ctx, reader, answer, config)
+        else:
+            await self.proxy.handle(ctx, reader, answer, config)
+
+    async def _to_control_plane(
+        self, ctx: RequestContext, reader: BodyReader, answer: AnswerWriter, config: RouterConfig | None
+    ) -> None:
+        """A control path: the control plane (FastAPI) is ASGI, so the request becomes a scope."""
+        from .http.asgi import receive_from, scope_for, send_to
+
+        scope = ctx.scope or scope_for(ctx)
+        scope["edge_router.request_id"] = ctx.request_id
+        scope["path"] = paths.unquote_path(ctx.path)
+        cors = (config.cors if config else DEFAULT_POLICY).answer_headers(ctx.header("origin"))
+        send = _with_headers(send_to(answer), cors, ctx.request_id)
+        await self.control_app()(scope, receive_from(reader), send)
 
     async def _refuse(
-        self, ctx: RequestContext, send: Send, refusal: Refusal, config: RouterConfig | None
+        self, ctx: RequestContext, answer: AnswerWriter, refusal: Refusal, config: RouterConfig | None
     ) -> None:
         """Answer a request refused before routing; an error (not a preflight) is logged like others."""
         cors = (config.cors if config else DEFAULT_POLICY).answer_headers(ctx.header("origin"))
-        await send_refusal(send, refusal, request_id=ctx.request_id, cors=cors)
+        await send_refusal(answer, refusal, request_id=ctx.request_id, cors=cors)
         if refusal.log_error is not None:
             outcome = RequestOutcome(
                 method=ctx.method,
@@ -266,27 +286,35 @@ class EdgeRouter:
         cors = (config.cors if config else DEFAULT_POLICY).answer_headers(None)
         return raw_error_response(status, message, request_id=new_request_id(), headers=cors)
 
+    async def startup(self) -> None:
+        """A long-running host's start: the first config read, waited for a moment at most (a
+        source that hangs must not keep the server from starting and answering 503; `/health`
+        says why), then the log flusher and the health checks beside the requests."""
+        await self.config.get(time.monotonic() + FIRST_CONFIG_WAIT_S)
+        self._background = [
+            asyncio.ensure_future(self._flush_access_log()),
+            asyncio.ensure_future(self.health.run(self.probe_targets)),
+        ]
+
+    async def shutdown(self) -> None:
+        """A long-running host's stop: background work ended, logs flushed, clients closed."""
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self.recorder.flush()
+        await self.aclose_state()
+        await self.upstream.aclose()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        # Used by the local server only: Mangum runs with lifespan="off" (it would run startup
-        # and shutdown on every invocation).
+        # An ASGI host's start and stop (Mangum runs with lifespan="off": it would run them on
+        # every invocation; the Lambda adapter starts nothing in the background).
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                # the first read, waited for a moment at most: a source that hangs must not
-                # keep the server from starting and answering 503 (`/health` says why)
-                await self.config.get(time.monotonic() + FIRST_CONFIG_WAIT_S)
-                self._background = [
-                    asyncio.ensure_future(self._flush_access_log()),
-                    asyncio.ensure_future(self.health.run(self.probe_targets)),
-                ]
+                await self.startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for task in self._background:
-                    task.cancel()
-                await asyncio.gather(*self._background, return_exceptions=True)
-                self.recorder.flush()
-                await self.aclose_state()
-                await self.upstream.aclose()
+                await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -1,11 +1,16 @@
-"""The AWS Lambda entry point named in template.yaml, `edge_router.aws_lambda.handler`: Mangum around
-the router, one event loop per process.
+"""The AWS Lambda entry point named in template.yaml, `edge_router.aws_lambda.handler`: the router
+driven straight from the function URL event, one event loop per process.
 
 One event loop, one router and one upstream client per process, built on the first invocation
-and reused by every warm invocation after it. Mangum runs with lifespan="off" (it would otherwise
-run startup and shutdown on every invocation) and its loop is ours: we set it as the current loop
-before every call, so nothing else in the process (an `asyncio.run` in a library) can leave
-Mangum without one. Each request's log line (with its EMF metrics) is flushed before the invocation returns.
+and reused by every warm invocation after it. A proxied request (a function URL event for a path
+that is not a control path) goes from the event to the pipeline directly: a `RequestContext` and
+the whole body (`aws/url_requests.py`) in, a `BufferedAnswer` out, encoded as the function URL
+response (`aws/function_url.py`) — no ASGI scope, no Mangum, not even imported. Control-plane
+requests (FastAPI is ASGI) and API Gateway's payload 1.0 go through Mangum (`aws/mangum_host.py`),
+with lifespan="off" (it would otherwise run startup and shutdown on every invocation). The loop is
+ours: we set it as the current loop before every call, so nothing else in the process (an
+`asyncio.run` in a library) can leave either path without one. Each request's log line (with
+its EMF metrics) is flushed before the invocation returns.
 
 The handler never raises: an exception becomes a Lambda error (the caller sees a stack trace, a
 function URL client a bare 502), so every event gets a dict. A malformed HTTP event (a direct
@@ -21,51 +26,25 @@ import os
 import random
 import time
 from collections.abc import Awaitable
-from contextlib import suppress
 from typing import Any, Protocol
 
-from mangum import Mangum
-from mangum.exceptions import UnexpectedMessage
-from mangum.handlers.api_gateway import HTTPGateway
-
-from .app import EdgeRouter
+from .app import EdgeRouter, is_control_path
 from .aws.api_gateway import is_api_gateway_v1_event, without_named_stage
 from .aws.api_gateway import validate_event as validate_api_gateway_event
 from .aws.function_url import (
-    TEXT_MIME_TYPES,
     FunctionUrlResponse,
     encode_response,
     error_response,
     is_http_event,
-    scope_from_event,
     validate_function_url_event,
 )
+from .aws.url_requests import event_body, request_context
 from .config.model import DEFAULT_CORS
-from .http.context import DEADLINE, new_request_id, renew_request_id_prefix
+from .http.channel import BufferedAnswer, WholeBody
+from .http.context import DEADLINE, RequestContext, new_request_id, renew_request_id_prefix
 from .observability.logs import app_logger
 from .settings import Settings
 from .types import Receive, Scope, Send
-
-
-class FunctionUrlHandler(HTTPGateway):
-    """Mangum's handler for function URL events, speaking `function_url.py`'s codec: the scope is
-    built once (Mangum's property rebuilds it per access) from `rawPath`, and the answer is encoded
-    without inventing a content type or exceeding the 6 MB envelope."""
-
-    @classmethod
-    def infer(cls, event: Any, context: Any, config: Any) -> bool:
-        return is_http_event(event)
-
-    def __init__(self, event: Any, context: Any, config: Any) -> None:
-        super().__init__(event, context, config)
-        self._scope = scope_from_event(event, context)
-
-    @property
-    def scope(self) -> Any:
-        return self._scope
-
-    def __call__(self, response: Any) -> dict[str, Any]:
-        return dict(encode_response(response["status"], response["headers"], response["body"]))
 
 
 class EventHooks(Protocol):
@@ -137,18 +116,14 @@ class LambdaAdapter:
         # per request and uvloop's loop start/stop costs more than it saves (~+50 us per invoke).
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self._mangum = Mangum(
-            self._guarded_router,
-            lifespan="off",
-            custom_handlers=[FunctionUrlHandler],  # API Gateway's payload 1.0: Mangum's own handlers
-            text_mime_types=list(TEXT_MIME_TYPES),
-        )
+        self._mangum: Any = None  # built on the first request that needs it
         # Powertools' Lambda context on every log line (cold_start, function_request_id, the
         # X-Ray trace id), with the keys of the previous invocation cleared: a scheduled tick never
         # logs the correlation id of the HTTP request before it.
         self._with_context = app_logger().inject_lambda_context(clear_state=True)(self._handle)
         self._router_failed = False  # one invocation at a time per Lambda process
         self._cold = True
+        self._margin_s = router.settings.deadline_margin_ms / 1000
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
         try:
@@ -164,8 +139,10 @@ class LambdaAdapter:
 
     def _handle(self, event: Any, context: Any) -> dict[str, Any]:
         asyncio.set_event_loop(self.loop)
+        direct = False
         if is_http_event(event):
             problem = validate_function_url_event(event)
+            direct = problem is None
         elif is_api_gateway_v1_event(event):
             problem = validate_api_gateway_event(event)
             if problem is None:
@@ -180,32 +157,54 @@ class LambdaAdapter:
         self._cold = False
         self._router_failed = False
         try:
-            response: dict[str, Any] = self._mangum(event, context)
+            ctx = request_context(event, _deadline(context, self._margin_s)) if direct else None
+            if ctx is not None and not is_control_path(ctx.path):
+                response = self._proxied(ctx, event)
+            else:
+                response = self._through_mangum(event, context)
         finally:
             self.router.recorder.flush()  # the request's log+metrics line leaves before we return
         if self._router_failed:
             return dict(self._error(500, "The router failed to handle this request", event, context))
         return response
 
+    def _proxied(self, ctx: RequestContext, event: Any) -> dict[str, Any]:
+        """The data path: the event straight into the pipeline, its buffered answer encoded."""
+        answer = BufferedAnswer()
+        self.loop.run_until_complete(
+            self._guarded(self.router.handle(ctx, WholeBody(event_body(event)), answer))
+        )
+        return dict(encode_response(answer.status, answer.headers, answer.content))
+
+    def _through_mangum(self, event: Any, context: Any) -> dict[str, Any]:
+        if self._mangum is None:
+            from .aws.mangum_host import make_mangum
+
+            self._mangum = make_mangum(self._guarded_router)
+        response: dict[str, Any] = self._mangum(event, context)
+        return response
+
+    async def _guarded(self, handling: Awaitable[None]) -> None:
+        """An exception escaping the router is logged here, and `_handle` answers JSON 500."""
+        try:
+            await handling
+        except Exception:
+            self._router_failed = True
+            app_logger().exception("unexpected error in the router; answering 500")
+
     async def _guarded_router(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The router as Mangum runs it. An exception escaping the router is logged here and the
         exchange completed, so Mangum returns normally and `_handle` answers JSON 500 instead of
         Mangum's text/plain 500 (or, after the answer started, a half-sent answer as if whole)."""
-        remaining = getattr(scope.get("aws.context"), "get_remaining_time_in_millis", None)
-        if callable(remaining):
-            margin_ms = self.router.settings.deadline_margin_ms
-            scope[DEADLINE] = time.monotonic() + (remaining() - margin_ms) / 1000
+        scope[DEADLINE] = _deadline(scope.get("aws.context"), self._margin_s)
         try:
             await self.router(scope, receive, send)
         except Exception:
             self._router_failed = True
             app_logger().exception("unexpected error in the router; answering 500")
-            # Mangum refuses (UnexpectedMessage) a start or a final body it already has: each
-            # message is sent only if the exchange still needs it.
-            with suppress(UnexpectedMessage):
-                await send({"type": "http.response.start", "status": 500, "headers": []})
-            with suppress(UnexpectedMessage):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            from .aws.mangum_host import complete_with_500
+
+            await complete_with_500(send)
 
     def _error(self, status: int, message: str, event: Any, context: Any) -> FunctionUrlResponse:
         config = self.router.config.current
@@ -245,6 +244,15 @@ class LambdaAdapter:
             "error": status.last_error_summary,
             "health": probed,
         }
+
+
+def _deadline(context: Any, margin_s: float) -> float | None:
+    """When the answer must be ready: the invocation's end minus a margin (None without a context)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    left_ms: float = remaining()
+    return time.monotonic() + left_ms / 1000 - margin_s
 
 
 def _fresh_identity() -> None:

@@ -207,48 +207,66 @@ def _schema(_: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_server(router: Any, host: str, port: int, announce: str | None = None) -> None:
-    from .server import bind, connection_cap, make_server, raise_fd_limit
+def _limits_line(limits: Any, before: int, after: int) -> str:
+    from .server import connection_cap
 
-    before, after = raise_fd_limit()
-    limits = router.settings.server
-    sock = bind(host, port)
-    server = make_server(router, host, sock.getsockname()[1], limits=limits, render=router.refusal_response)
-    bound = sock.getsockname()[1]
-    print(announce or f"edge-router listening on http://{host}:{bound}", flush=True)
-    print(
+    return (
         f"  limits: file descriptors {after} (was {before}), at most {connection_cap(limits)} connections, "
         f"request head {limits.max_head_bytes} bytes / {limits.max_header_count} headers "
-        f"within {limits.head_timeout_s:g}s, keep-alive {limits.keepalive_timeout_s:g}s",
-        flush=True,
+        f"within {limits.head_timeout_s:g}s, keep-alive {limits.keepalive_timeout_s:g}s"
     )
-    await server.serve(sockets=[sock])
 
 
-def _server_missing() -> int | None:
-    """One line naming the extra to install when the server's dependencies are missing (no traceback)."""
+async def _run_server(router: Any, host: str, port: int, announce: str | None = None) -> None:
+    """Serve `router` on host:port until SIGTERM or SIGINT (then a graceful stop)."""
+    from .server import Server, bind, raise_fd_limit
+
+    before, after = raise_fd_limit()
+    sock = bind(host, port)
+    bound = sock.getsockname()[1]
+    print(announce or f"edge-router listening on http://{host}:{bound}", flush=True)
+    print(_limits_line(router.settings.server, before, after), flush=True)
+    try:
+        await Server(router).serve(sock, handle_signals=True)
+    finally:
+        sock.close()
+
+
+def _server_missing(*, demo: bool = False) -> int | None:
+    """One line naming what to install when a dependency is missing (no traceback): httptools
+    for serving, and aiohttp for the demo's backends. uvloop is optional (the asyncio loop serves
+    without it)."""
     try:
         import httptools  # noqa: F401
-        import uvicorn  # noqa: F401
+
+        if demo:
+            import aiohttp  # noqa: F401
     except ImportError as exc:
         print(
-            f"error: serving needs the 'server' extra ({exc.name} is not installed): "
-            "pip install 'edge-router[server]'",
+            f"error: serving needs {exc.name}, which is not installed: pip install 'edge-router[server]'",
             file=sys.stderr,
         )
         return 1
     return None
 
 
+def _new_router(config: str | None) -> Any:
+    from .app import EdgeRouter
+    from .settings import Settings
+
+    router = EdgeRouter(Settings.from_env(config_source=config))
+    router.control_app()  # a long-running server pays the control plane's import up front
+    return router
+
+
 def _serve(args: argparse.Namespace) -> int:
     if (missing := _server_missing()) is not None:
         return missing
-    from .app import EdgeRouter
+    if args.workers > 1:
+        return _serve_workers(args)
     from .server import new_event_loop
-    from .settings import Settings
 
-    router = EdgeRouter(Settings.from_env(config_source=args.config))
-    router.control_app()  # a long-running server pays the control plane's import up front
+    router = _new_router(args.config)
     loop = new_event_loop()
     try:
         loop.run_until_complete(_run_server(router, args.host, args.port))
@@ -259,8 +277,34 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_workers(args: argparse.Namespace) -> int:
+    """`serve --workers N`: N processes, each with its own loop, router and SO_REUSEPORT socket."""
+    import edge_router.app
+    import edge_router.control.app  # noqa: F401  # imported once, before the fork
+
+    from .observability.logs import app_logger
+    from .server import new_event_loop, raise_fd_limit
+    from .server.workers import run_workers
+    from .settings import Settings
+
+    app_logger()
+    before, after = raise_fd_limit()
+    limits = Settings.from_env(config_source=args.config).server
+
+    def announce(port: int) -> None:
+        print(f"edge-router listening on http://{args.host}:{port} ({args.workers} workers)", flush=True)
+        print(_limits_line(limits, before, after) + " per worker", flush=True)
+
+    async def worker(sock: Any) -> None:
+        from .server import Server
+
+        await Server(_new_router(args.config)).serve(sock, handle_signals=True)
+
+    return run_workers(args.workers, args.host, args.port, worker, new_event_loop, announce=announce)
+
+
 def _demo(args: argparse.Namespace) -> int:
-    if (missing := _server_missing()) is not None:
+    if (missing := _server_missing(demo=True)) is not None:
         return missing
     from .server import new_event_loop
 
@@ -367,10 +411,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-router", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the router under a production ASGI server")
+    serve = commands.add_parser("serve", help="run the router on its own HTTP server")
     serve.add_argument("--config", help="config SOURCE (default: $EDGE_ROUTER_CONFIG)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--workers",
+        type=_positive(int),
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port (SO_REUSEPORT), each with its own router (1)",
+    )
     serve.set_defaults(func=_serve)
 
     demo = commands.add_parser("demo", help="start demo backends and the router on the embedded demo config")

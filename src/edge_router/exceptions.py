@@ -19,9 +19,9 @@
     └── Refusal                     the router answers the request itself (an error in the
                                     contract's JSON shape, or a preflight's 204) and sends it nowhere
 
-Third-party exceptions are mapped to these at one boundary per library: aiohttp in
-`upstream/aiohttp.py`, botocore in `aws/clients.py` (and Lambda Invoke's transport errors in
-`upstream/lambda_invoke.py`), pydantic in `config/compile.py`.
+Third-party and OS errors are mapped to these at one boundary each: the HTTP client's (sockets,
+TLS, httptools) in `upstream/http1.py`, botocore in `aws/clients.py` (and Lambda Invoke's transport
+errors in `upstream/lambda_invoke.py`), pydantic in `config/compile.py`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `Settings.server` (`ServerLimits`) holds every limit and timeout the local server enforces on
 client connections, in one place, so that whichever HTTP engine serves the app enforces the same
-ones (today `server.protocol.LimitedHttpToolsProtocol` over uvicorn + httptools).
+ones (today the protocol-level engine, `server/engine.py`).
 """
 
 from __future__ import annotations
@@ -49,8 +49,13 @@ class ServerLimits:
       request) to the end of the request head; past it the connection is closed (408 when part of a
       head had arrived). nginx's `client_header_timeout`, Go's `ReadHeaderTimeout`.
     * `keepalive_timeout_s`: how long an idle kept-alive connection stays open (nginx's default 75 s).
-    * `max_connections`: open client connections; one more is answered 503 and closed, with a log
-      line. None: derived at start-up from the file-descriptor limit (see `server.connection_cap`).
+    * `max_connections`: open client connections. One more closes the connection waiting longest
+      for a request head (idle kept-alive, or a partial head: 503), so a slowloris cannot lock
+      clients out; only when every connection has a request in progress is the new one answered
+      503 and closed. Both say so in a log line. None: derived at start-up from the
+      file-descriptor limit (see `server.connection_cap`).
+
+    The server engine (`server/engine.py`) enforces them all.
     """
 
     max_head_bytes: int = 64 * 1024

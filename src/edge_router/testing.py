@@ -96,7 +96,14 @@ class FakeUpstream:
         self.requests: list[FakeRequest] = []
 
     async def send(
-        self, method: str, url: str, headers: Sequence[tuple[str, str]], body: Any, timeout: float
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: Any,
+        timeout: float,
+        *,
+        interim: Any = None,  # ignored: a fake answer has no 1xx
     ) -> FakeResponse:
         if body is None or isinstance(body, bytes):
             data = body or b""

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .function_url import _TOKEN, body_problem, string_problem, without_stage
+from .function_url import _TOKEN, body_problem, string_problem
+from .url_requests import without_stage
 
 
 def is_api_gateway_v1_event(event: Any) -> bool:

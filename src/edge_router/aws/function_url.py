@@ -8,9 +8,8 @@ upstream (request -> event, response -> status/headers/body) and by `edge_router
   can be invoked directly with anything; every field the scope and body are built from is checked
   before use (a wrong type, a lone surrogate that cannot be encoded, invalid base64 would each
   raise later), so a malformed event is answered 400 naming the field, never a Lambda error.
-* `scope_from_event`: header names arrive lower-cased and repeated headers joined with ","; the
-  cookies array becomes one `cookie` header, as a browser sends it; `raw_path` is the event's
-  `rawPath` with its escapes (Mangum's `path` is unescaped, which would turn `%2F` into a separator).
+* `scope_from_event`: the ASGI scope, from the same reading of the event as the data path's
+  `RequestContext` (`url_requests.request_parts`: headers, cookies, `rawPath`, the stage).
 * `encode_response`: `set-cookie` headers go to `cookies`, other repeated headers are joined with
   ","; a body is text when its content type is textual and it is UTF-8, else base64; an answer
   whose envelope would exceed the 6 MB a buffered function URL can return becomes a clear 502.
@@ -33,6 +32,7 @@ from urllib.parse import unquote
 
 from ..http.responses import error_body
 from ..types import Header
+from .url_requests import request_parts
 
 # The whole JSON envelope of a buffered function URL answer may not exceed 6 MB.
 FUNCTION_URL_ENVELOPE_LIMIT = 6 * 1024 * 1024
@@ -221,45 +221,26 @@ def string_problem(value: Any, in_header: bool) -> str | None:
 
 
 def scope_from_event(event: FunctionUrlEvent, context: Any) -> dict[str, Any]:
-    """The ASGI scope of a (validated) function URL request, built once."""
-    http = event["requestContext"]["http"]
-    headers = event.get("headers") or {}
-    raw_headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-    cookies = event.get("cookies")
-    if cookies:
-        raw_headers = [h for h in raw_headers if h[0] != b"cookie"]
-        raw_headers.append((b"cookie", "; ".join(cookies).encode()))
-    path = http.get("path") or "/"
-    raw_path = event.get("rawPath") or path
-    stage = event["requestContext"].get("stage")
-    if stage and stage != "$default":  # an HTTP API's named stage: its prefix is not the app's path
-        raw_path, path = without_stage(raw_path, stage), without_stage(path, stage)
-    host = headers.get("host", "lambda")
-    port = headers.get("x-forwarded-port", "443").strip()  # client-influenced: never trusted to parse
+    """The ASGI scope of a (validated) function URL request, built once (Mangum's control-plane
+    requests; proxied ones skip ASGI: `url_requests.request_context`)."""
+    parts = request_parts(event)
+    port = parts.headers.get("x-forwarded-port", "443").strip()  # client-set: never trusted to parse
     return {
         "type": "http",
-        "method": http.get("method", "GET"),
+        "method": parts.method,
         "http_version": "1.1",
-        "headers": raw_headers,
-        "path": unquote(path),
-        "raw_path": raw_path.encode(),
+        "headers": parts.raw_headers,
+        "path": unquote(parts.path),
+        "raw_path": parts.raw_path.encode(),
         "root_path": "",
-        "scheme": headers.get("x-forwarded-proto", "https"),
-        "query_string": (event.get("rawQueryString") or "").encode(),
-        "server": (host, int(port) if port.isdigit() else 443),
-        "client": (http.get("sourceIp", ""), 0),
+        "scheme": parts.scheme,
+        "query_string": parts.query,
+        "server": (parts.headers.get("host", "lambda"), int(port) if port.isdigit() else 443),
+        "client": (parts.client, 0),
         "asgi": {"version": "3.0", "spec_version": "2.0"},
         "aws.event": event,
         "aws.context": context,
     }
-
-
-def without_stage(path: str, stage: str) -> str:
-    """`/prod/api/x` -> `/api/x` for stage `prod` (HTTP APIs put a named stage in the path)."""
-    prefix = f"/{stage}"
-    if path == prefix:
-        return "/"
-    return path[len(prefix) :] if path.startswith(prefix + "/") else path
 
 
 def build_event(

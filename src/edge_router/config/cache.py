@@ -126,6 +126,11 @@ class ConfigCache:
         self.fetches = 0
         self.checks = 0
 
+    def fresh(self) -> RouterConfig | None:
+        """The config when it needs no read or check now (the common case, without a coroutine);
+        else None, and `get()` decides."""
+        return self._config if self._clock() < self._fresh_until else None
+
     async def get(self, deadline: float | None = None) -> RouterConfig | None:
         """The config to route this request with (None only when none was ever loaded, or when
         the first read did not finish before `deadline`)."""

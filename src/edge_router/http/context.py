@@ -1,10 +1,11 @@
 """One request as every stage of the pipeline sees it, decoded once at the door.
 
-`RequestContext.from_scope` reads an ASGI scope (uvicorn's, or the one the Lambda adapter builds
-from a function URL event) and decodes what stages ask for: the normalised path (`paths`), the
+Hosts build it from what they parsed: the server engine from the request head (`server/engine.py`),
+the Lambda adapter from the function URL event (`aws/url_requests.py`), and ASGI hosts with
+`RequestContext.from_scope`. It decodes what stages ask for: the normalised path (`paths`), the
 headers (names lower-case; values decoded as UTF-8 with `surrogateescape`, which is lossless:
-bytes that are not UTF-8 survive as lone surrogates and are refused only where headers are
-forwarded), the client address, the scheme and the request id. Nothing here does I/O.
+bytes that are not UTF-8 survive as lone surrogates and go upstream as the very bytes received),
+the client address, the scheme and the request id. Nothing here does I/O.
 """
 
 from __future__ import annotations

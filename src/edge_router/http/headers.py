@@ -66,14 +66,15 @@ def framing_problem(headers: Decoded, http_version: str) -> tuple[int, str] | No
     return None
 
 
-def valid_response_head(status: int, headers: RawHeaders) -> str | None:
+def valid_response_head(status: int, headers: RawHeaders, *, upgrade: bool = False) -> str | None:
     """Why a backend's answer cannot be relayed as it is (then 502), or None.
 
-    A status outside 200-599 (a 1xx, including a 101 nobody asked for: the router never forwards
-    Upgrade) or a header name that is not a token or a value with control characters would make the
-    server drop the client connection with no answer at all.
+    A status outside 200-599 (a 1xx: interim answers are relayed before, and a 101 is valid only
+    for a request that asked to upgrade, which `upgrade` says) or a header name that is not a token
+    or a value with control characters would make the server drop the client connection with no
+    answer at all.
     """
-    if not 200 <= status <= 599:
+    if not 200 <= status <= 599 and not (upgrade and status == 101):
         return f"the backend answered with status {status}"
     # One scan over all names and one over all values: this runs on every proxied answer.
     if _TOKEN.fullmatch(b"".join(name for name, _ in headers) or b"x") and not _INVALID_VALUE.search(
@@ -126,14 +127,18 @@ def upstream_request_headers(
     via: str,
     keep_content_length: bool,
     hidden: frozenset[str] = frozenset(),
+    utf8_only: bool = False,
+    upgrade: str | None = None,
 ) -> list[tuple[str, str]]:
     """The headers sent to the backend, but `Host` (the attempt adds its target's): end-to-end ones
     as sent, plus the proxy's own.
 
-    Values go out as UTF-8 because the upstream client writes header values as UTF-8, so non-ASCII
-    bytes (obs-text) arrive byte for byte. A value that is not UTF-8 (a lone surrogate after the
-    context's lossless decoding) cannot be written back as sent: refused (InvalidHeader), never altered.
-    `hidden` names headers a guard consumed (an API key the route does not forward).
+    Values travel byte for byte: the HTTP client writes them back with `surrogateescape`, so obs-text
+    and bytes that are not UTF-8 arrive as the client sent them. With `utf8_only` (a Lambda Invoke
+    target: its event is JSON text) a value that is not UTF-8 cannot be carried as sent: refused
+    (InvalidHeader), never altered. `hidden` names headers a guard consumed (an API key the route
+    does not forward). `upgrade` (a request to upgrade the connection that the host can splice)
+    keeps `Connection: upgrade` and the `Upgrade` header, which are otherwise hop-by-hop.
     """
     drop = HOP_BY_HOP | _REPLACED | connection_listed(incoming)
     if hidden:
@@ -143,7 +148,7 @@ def upstream_request_headers(
     original_host = ""
     existing_via: str | None = None
     for name, value in incoming:
-        if not value.isascii():
+        if utf8_only and not value.isascii():
             _check_utf8(name, value)
         if name == "host":
             original_host = value
@@ -163,7 +168,21 @@ def upstream_request_headers(
         out.append(("x-forwarded-host", original_host))
     out.append(("x-request-id", request_id))
     out.append(("via", f"{existing_via}, {via}" if existing_via else via))
+    if upgrade is not None:
+        out += [("connection", "upgrade"), ("upgrade", upgrade)]
     return out
+
+
+def upgrade_asked(headers: Decoded) -> str | None:
+    """The `Upgrade` header's value when the request asks to upgrade its connection (an `Upgrade`
+    header named in `Connection`, RFC 9110 7.8), else None."""
+    upgrade = None
+    for name, value in headers:
+        if name == "upgrade":
+            upgrade = value
+    if upgrade is None or "upgrade" not in connection_listed(headers):
+        return None
+    return upgrade
 
 
 def downstream_response_headers(

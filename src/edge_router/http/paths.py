@@ -35,6 +35,9 @@ _DECODINGS_CHECKED = 2  # a backend may decode once, or (a common bug) twice
 # Characters allowed raw in a path (RFC 3986 pchar + "/"); anything else is escaped on the way out.
 _PATH_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%")
 _QUERY_SAFE = _PATH_SAFE | frozenset(b"?")
+# One C-level scan decides whether anything needs escaping at all (it rarely does).
+_PATH_UNSAFE = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]")
+_QUERY_UNSAFE = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/%?]")
 
 
 class UnsafePath(ValueError):
@@ -49,7 +52,7 @@ def _decode_unreserved(match: re.Match[str]) -> str:
 def _escape_unsafe(raw: str, safe: frozenset[int]) -> str:
     # `raw` holds one character per byte as received (latin-1), so each character is escaped as
     # exactly the byte the client sent: UTF-8 sent raw becomes its %XX form, never re-encoded.
-    if all(ord(ch) in safe for ch in raw):
+    if (_PATH_UNSAFE if safe is _PATH_SAFE else _QUERY_UNSAFE).search(raw) is None:
         return raw
     return "".join(ch if ord(ch) in safe else f"%{ord(ch):02X}" for ch in raw)
 

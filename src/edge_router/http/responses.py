@@ -1,4 +1,4 @@
-"""The router's own answers: JSON errors (CONTRACT section 6), written straight to ASGI `send`.
+"""The router's own answers: JSON errors (CONTRACT section 6), written whole to an `AnswerWriter`.
 
 `send_refusal` is the one error path of the data plane: every `Refusal` (a guard's, routing's, the
 attempt loop's) is rendered here. `raw_error_response` renders the same body as whole HTTP/1.1
@@ -13,11 +13,8 @@ from http import HTTPStatus
 from typing import Any
 
 from ..exceptions import Refusal
-from ..types import Header, Send
-
-# The ASGI scope key where the local server leaves the status of a request it refused mid-body
-# (a malformed or oversized chunk): the request log shows that status instead of 499.
-CLIENT_REFUSAL = "edge_router.client_refusal"
+from ..types import Header
+from .channel import AnswerWriter
 
 REASONS = {
     400: "Bad Request",
@@ -51,44 +48,24 @@ def error_body(status: int, message: str, request_id: str, **extra: Any) -> byte
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-async def send_bytes(send: Send, status: int, body: bytes, headers: Iterable[Header]) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def send_bytes(answer: AnswerWriter, status: int, body: bytes, headers: Iterable[Header]) -> None:
+    await answer.whole(status, [*headers, (b"content-length", b"%d" % len(body))], body)
 
 
 async def send_refusal(
-    send: Send, refusal: Refusal, *, request_id: str, cors: Iterable[Header], debug: bool = False
+    answer: AnswerWriter, refusal: Refusal, *, request_id: str, cors: Iterable[Header], debug: bool = False
 ) -> None:
     """Answer `refusal`: its JSON error body (none for a 204), the request id, CORS, its own headers;
     its `detail` only when `debug` (DEBUG_ERRORS=1)."""
     request_id_header = (b"x-request-id", request_id.encode())
     if refusal.status == 204:
-        await send_bytes(send, 204, b"", [*refusal.headers, request_id_header])
+        await send_bytes(answer, 204, b"", [*refusal.headers, request_id_header])
         return
     detail = refusal.detail if debug else None
     body = error_body(
         refusal.status, refusal.message, request_id, error=refusal.error, detail=detail, **refusal.extra
     )
-    await send_bytes(send, refusal.status, body, [_JSON, request_id_header, *cors, *refusal.headers])
-
-
-async def send_error(
-    send: Send,
-    status: int,
-    message: str,
-    *,
-    request_id: str,
-    headers: Iterable[Header] = (),
-    **extra: Any,
-) -> None:
-    """An error answer outside the data plane's pipeline (the Lambda adapter's, the server's)."""
-    await send_refusal(send, Refusal(status, message, **extra), request_id=request_id, cors=headers)
+    await send_bytes(answer, refusal.status, body, [_JSON, request_id_header, *cors, *refusal.headers])
 
 
 def raw_error_response(

@@ -76,9 +76,20 @@ class RequestRecorder:
         self._service = service_name()
         self.invocation: dict[str, Any] = {}  # on Lambda: this invocation's keys, set by the adapter
         self.windows = MetricsWindows() if windows is None else windows
+        self._second = -1
+        self._second_text = ""
 
     def flush(self) -> None:
         self.access_log.flush()
+
+    def _timestamp(self, now: float) -> str:
+        """Powertools' ISO 8601 time with milliseconds; the seconds part is formatted once per
+        second (datetime.isoformat per line was ~5% of the pipeline's own CPU)."""
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._second_text}.{int((now - second) * 1000):03d}+00:00"
 
     def record(self, outcome: RequestOutcome, *, proxied: bool = True) -> None:
         """Write `outcome`'s line; count it in the windows unless it is not `proxied` (a control path)."""
@@ -93,7 +104,7 @@ class RequestRecorder:
                 {
                     "level": "INFO",
                     "message": "request",
-                    "timestamp": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+                    "timestamp": self._timestamp(now),
                     "correlation_id": outcome.request_id,
                     "method": outcome.method,
                     "path": outcome.path,

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from ..config.model import Route, Target
 from ..exceptions import ClientDisconnected, Refusal, UpstreamConnectError, UpstreamError, UpstreamTimeout
-from ..http.headers import InvalidHeader, upstream_request_headers
+from ..http.headers import InvalidHeader, upgrade_asked, upstream_request_headers
 from ..resilience.breaker import Permit, Verdict
 from ..resilience.budget import RetryBudget
 from ..resilience.tracker import BackendTracker
@@ -89,9 +89,9 @@ class AttemptLoop:
         replay_limit = route.replay_limit if len(targets) > 1 else None
         ctx = ex.ctx
         body = await read_body(
-            ex.receive, buffered=ctx.buffered, replay_limit=replay_limit, limit=ctx.body_limit
+            ex.reader, buffered=ctx.buffered, replay_limit=replay_limit, limit=ctx.body_limit
         )
-        prepared = self._prepare(ex, body, candidates=len(targets))
+        prepared = self._prepare(ex, body, targets)
         attempts: list[Attempt] = []
         last_error: UpstreamError | None = None
         budget_spent = False
@@ -125,10 +125,11 @@ class AttemptLoop:
                 break
         raise self.failed_answer(ex, attempts, last_error, prepared.timeout, budget_spent)
 
-    def _prepare(self, ex: Exchange, body: RequestBody, *, candidates: int) -> Prepared:
+    def _prepare(self, ex: Exchange, body: RequestBody, targets: Sequence[Target]) -> Prepared:
         """What every attempt sends, once the body is read (a plain function: no coroutine)."""
         ctx, config, route = ex.ctx, ex.config, ex.route
         assert config is not None and route is not None
+        candidates = len(targets)
         failover = candidates > 1
         if failover and isinstance(body, OneShotBody):
             logger.warning(
@@ -136,6 +137,7 @@ class AttemptLoop:
                 route.replay_limit,
                 extra={"request_id": ctx.request_id, "route": route.prefix},
             )
+        ex.upgrade = _upgrade(ex)
         try:
             headers = upstream_request_headers(
                 ctx.headers,
@@ -145,6 +147,8 @@ class AttemptLoop:
                 via=config.via,
                 keep_content_length=not isinstance(body, bytes),
                 hidden=ctx.hidden_headers,
+                utf8_only=any(target.function is not None for target in targets),
+                upgrade=ex.upgrade,
             )
         except InvalidHeader as exc:
             raise Refusal(400, str(exc), log_error=str(exc)) from None
@@ -153,6 +157,7 @@ class AttemptLoop:
         if ex.tap is not None and ex.tap.upstream_headers:
             headers += ex.tap.upstream_headers  # the cache revalidating its stored answer
         timeout = route.timeout_ms / 1000 if route.timeout_ms else self._default_timeout_s
+        ex.idle_timeout = timeout
         parts = upstream_parts(route, ctx.path, ctx.query)
         return Prepared(body, headers, parts, timeout, candidates, route)
 
@@ -198,7 +203,10 @@ class AttemptLoop:
         url = target.url(*prepared.parts)
         ex.outcome.target, ex.outcome.backend = url, target.source
         headers = [("host", target.host_header), *prepared.headers]
-        return self._upstream_for(target).send(ex.ctx.method, url, headers, prepared.body, timeout)
+        interim = None if ex.ctx.buffered else ex.relay_interim  # 1xx answers, where the host relays them
+        return self._upstream_for(target).send(
+            ex.ctx.method, url, headers, prepared.body, timeout, interim=interim
+        )
 
     def _upstream_failed(
         self, ex: Exchange, prepared: Prepared, target: Target, exc: UpstreamError, *, last: bool
@@ -266,6 +274,20 @@ class AttemptLoop:
         if budget_spent:
             refusal.message += "; no fallback was tried: the retry budget is spent"
         return refusal
+
+
+def _upgrade(ex: Exchange) -> str | None:
+    """The protocol the request asks to upgrade to, when its host can splice the connection; a
+    host that cannot (a function URL) answers 501."""
+    asked = upgrade_asked(ex.ctx.headers)
+    if asked is not None and ex.answer.upgrade is None:
+        raise Refusal(
+            501,
+            "Upgrading the connection (WebSocket) is not available here: Lambda function URLs cannot "
+            "upgrade; run the router as a server (edge-router serve) for WebSocket routes",
+            log_error="upgrade asked where the host cannot splice",
+        )
+    return asked
 
 
 def _single_failure(backend: str | None, last_error: UpstreamError | None, timeout: float) -> Refusal:

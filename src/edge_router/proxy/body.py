@@ -9,8 +9,8 @@ without Content-Length included: a body found over it before any upstream contac
 at once; one that grows past it while streaming aborts the upstream request (`over_limit`), so the
 backend sees an unterminated body, never a complete over-limit one, and the client gets the 413.
 
-A client that leaves mid-body (`http.disconnect`, also what the server sends after refusing a
-malformed chunk) raises `ClientDisconnected`: before any upstream contact it stops the request;
+A client that leaves mid-body (also what the server's reader raises after refusing a malformed
+chunk) raises `ClientDisconnected`: before any upstream contact it stops the request;
 inside a `OneShotBody` being streamed upstream it aborts that upstream request, so the backend
 sees an unterminated body, never a complete one.
 """
@@ -22,15 +22,15 @@ from collections.abc import AsyncIterator
 
 from ..exceptions import ClientDisconnected
 from ..guards.size_limits import too_large
-from ..types import Receive
+from ..http.channel import BodyReader
 
 
 class OneShotBody:
     """A streamed request body that cannot be sent twice (larger than the route's replay limit)."""
 
-    def __init__(self, head: list[bytes], receive: Receive | None, limit: int | None = None) -> None:
+    def __init__(self, head: list[bytes], reader: BodyReader | None, limit: int | None = None) -> None:
         self._head = head
-        self._receive = receive
+        self._reader = reader
         self._limit = limit
         self.started = False  # once read, the body is gone: no other target may be tried
         self.client_gone = False  # the client left mid-body: the upstream request was aborted
@@ -46,10 +46,10 @@ class OneShotBody:
         for chunk in self._head:
             size += len(chunk)
             yield chunk
-        more = self._receive is not None
-        while more and self._receive is not None:
+        more = self._reader is not None
+        while more and self._reader is not None:
             try:
-                chunk, more = await next_chunk(self._receive)
+                chunk, more = await self._reader.read()
             except ClientDisconnected:
                 self.client_gone = True
                 raise
@@ -78,13 +78,15 @@ DISCARD_BYTES = 1024 * 1024
 DISCARD_SECONDS = 1.0
 
 
-async def discard(receive: Receive, *, limit: int = DISCARD_BYTES, seconds: float = DISCARD_SECONDS) -> None:
+async def discard(
+    reader: BodyReader, *, limit: int = DISCARD_BYTES, seconds: float = DISCARD_SECONDS
+) -> None:
     """Read and drop the rest of a request body, at most `limit` bytes for at most `seconds`."""
     dropped = 0
     try:
         async with asyncio.timeout(seconds):
             while dropped <= limit:
-                chunk, more = await next_chunk(receive)
+                chunk, more = await reader.read()
                 dropped += len(chunk)
                 if not more:
                     return
@@ -92,20 +94,12 @@ async def discard(receive: Receive, *, limit: int = DISCARD_BYTES, seconds: floa
         return
 
 
-async def next_chunk(receive: Receive) -> tuple[bytes, bool]:
-    """The next part of the request body and whether more follows."""
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientDisconnected("client disconnected during the request body")
-    return message.get("body", b""), bool(message.get("more_body", False))
-
-
 async def read_body(
-    receive: Receive, *, buffered: bool, replay_limit: int | None, limit: int | None = None
+    reader: BodyReader, *, buffered: bool, replay_limit: int | None, limit: int | None = None
 ) -> RequestBody:
     """The request body (see the module docstring); `replay_limit` None: no fallback is possible;
     `limit`: the route's body size limit (None: none)."""
-    first, more = await next_chunk(receive)
+    first, more = await reader.read()
     head: list[bytes] = [first]
     size = len(first)
     if limit is not None and size > limit:
@@ -113,13 +107,13 @@ async def read_body(
     if buffered or (replay_limit is None and not more):
         return head[0] or None
     if replay_limit is None:
-        return OneShotBody(head, receive, limit)
+        return OneShotBody(head, reader, limit)
     while more and size <= replay_limit:
-        chunk, more = await next_chunk(receive)
+        chunk, more = await reader.read()
         head.append(chunk)
         size += len(chunk)
         if limit is not None and size > limit:
             raise too_large(limit, pending=more)
     if more or size > replay_limit:
-        return OneShotBody(head, receive if more else None, limit)
+        return OneShotBody(head, reader if more else None, limit)
     return b"".join(head) or None

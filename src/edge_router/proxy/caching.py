@@ -43,9 +43,10 @@ from ..cache.policy import (
 from ..cache.ranges import UNSATISFIABLE, byte_range
 from ..cache.store import Entry, PrimaryKey, ResponseCache
 from ..exceptions import Refusal
+from ..http.channel import Nowhere, WholeBody
 from ..http.context import RequestContext
 from ..observability.outcome import RequestOutcome
-from ..types import Header, Message
+from ..types import Header
 from .deliver import finish_head
 from .exchange import Exchange
 
@@ -259,8 +260,7 @@ class CacheStage:
         outcome.status, outcome.backend = status, entry.source
         if ctx.method == "HEAD":
             body = b""
-        await ex.send({"type": "http.response.start", "status": status, "headers": headers})
-        await ex.send({"type": "http.response.body", "body": body})
+        await ex.answer.whole(status, headers, body)
 
     def _revalidate_later(self, ex: Exchange, rules: CacheRules, found: Found, onward: Onward) -> None:
         """stale-while-revalidate: one background request refreshes the entry (never two per key)."""
@@ -269,7 +269,7 @@ class CacheStage:
             return
         ctx = _background_context(ex.ctx)
         outcome = RequestOutcome(ctx.method, ctx.path, ctx.request_id)
-        quiet = Exchange(ctx, _no_body, _nowhere, ex.config, outcome, ex.cors, ex.route)
+        quiet = Exchange(ctx, WholeBody(), Nowhere(), ex.config, outcome, ex.cors, ex.route)
         validating = (entry, found.values) if entry.has_validator else None
         quiet.tap = self._fill(ctx, rules, key, PLAIN_REQUEST, revalidating=validating)
         task = asyncio.get_running_loop().create_task(self._quietly(onward, quiet, key))
@@ -367,11 +367,3 @@ def _background_context(ctx: RequestContext) -> RequestContext:
     copy.client_address, copy.principal = ctx.client_address, ctx.principal
     copy.hidden_headers = ctx.hidden_headers
     return copy
-
-
-async def _no_body() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-async def _nowhere(message: Message) -> None:
-    return None

@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator
 
 from ..config.model import Target
 from ..exceptions import Refusal, UpstreamError
+from ..http.channel import AnswerWriter
 from ..http.headers import downstream_response_headers
 from ..http.redirects import rewrite_response_locations
 from ..observability.outcome import RequestOutcome
-from ..types import Header, Send
+from ..types import Header
 from ..upstream.base import UpstreamResponse
 from .exchange import AnswerTap, Exchange
 
@@ -69,29 +70,49 @@ async def deliver(
 ) -> None:
     """Send `response` on; raises a 502 Refusal when a buffered answer broke off or cannot fit
     (nothing has been sent then). Always releases the response."""
-    send, outcome, tap = ex.send, ex.outcome, ex.tap
+    answer, outcome, tap = ex.answer, ex.outcome, ex.tap
     try:
         headers, has_cors = relayed_headers(ex, response, target)
         outcome.status = response.status
+        if response.status == 101:
+            await _splice(ex, response, headers, target)
+            return
         if tap is not None and not tap.head(
             response.status, headers, target.source, has_cors, response.content_length
         ):
             return  # the cache's own revalidation came back 304: it answers from its refreshed entry
         headers = finish_head(ex, headers, target.source, has_cors)
         if ex.ctx.buffered:
-            await _send_whole(send, response, headers, outcome, buffer_limit, tap)
+            await _send_whole(answer, response, headers, outcome, buffer_limit, tap)
         elif response.content_length is not None and response.content_length <= SMALL_BODY:
-            # A small body with a known length goes out in one message: same bytes, one
-            # await and one ASGI message fewer than streaming it (~8% of server CPU).
-            await _send_whole(send, response, headers, outcome, SMALL_BODY, tap)
+            # A small body with a known length goes out in one write: the head and body together.
+            await _send_whole(answer, response, headers, outcome, SMALL_BODY, tap)
         else:
-            await _send_streaming(send, response.stream(), headers, outcome, tap)
+            await _send_streaming(answer, response.stream(), headers, outcome, tap)
     finally:
         response.release()
 
 
+async def _splice(ex: Exchange, response: UpstreamResponse, headers: list[Header], target: Target) -> None:
+    """The backend agreed to upgrade (101): its head goes to the client with the upgrade headers
+    the hop-by-hop filter took out, then bytes flow both ways until either side closes."""
+    upgrader, asked = ex.answer.upgrade, ex.upgrade
+    if upgrader is None or asked is None:  # the client's header check lets a 101 through only then
+        raise Refusal(502, "The backend answered 101 to a request that did not ask to upgrade")
+    headers = finish_head(ex, headers, target.source, False)
+    headers += [(b"connection", b"upgrade"), (b"upgrade", _upgrade_token(response))]
+    await upgrader.splice(101, headers, response.upgraded(), ex.idle_timeout)
+
+
+def _upgrade_token(response: UpstreamResponse) -> bytes:
+    for name, value in response.raw_headers:
+        if name.lower() == b"upgrade":
+            return value
+    return b"websocket"
+
+
 async def _send_whole(
-    send: Send,
+    answer: AnswerWriter,
     response: UpstreamResponse,
     headers: list[Header],
     outcome: RequestOutcome,
@@ -119,30 +140,29 @@ async def _send_whole(
     if tap is not None:
         tap.chunk(body)
         tap.complete()
-    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await answer.whole(outcome.status, headers, body)
 
 
 async def _send_streaming(
-    send: Send,
+    answer: AnswerWriter,
     chunks: AsyncIterator[bytes],
     headers: list[Header],
     outcome: RequestOutcome,
     tap: AnswerTap | None,
 ) -> None:
-    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+    await answer.start(outcome.status, headers)
     try:
         async for chunk in chunks:
             if chunk:
                 if tap is not None:
                     tap.chunk(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await answer.body(chunk, True)
     except UpstreamError as exc:
         # Headers are gone already: the only honest signal left is to end the connection
-        # without completing the body (the ASGI server closes it).
+        # without completing the body (the host closes it without a terminator).
         outcome.error = f"response body broke off: {exc}"
         outcome.upstream_errors += 1
         return
     if tap is not None:
         tap.complete()
-    await send({"type": "http.response.body", "body": b""})
+    await answer.body(b"", False)

@@ -1,9 +1,10 @@
 """One proxied exchange as the data plane's stages pass it along, and the record of each attempt.
 
-`Exchange` bundles what every stage after routing needs (the request's context, the ASGI channel,
-the config and route, the CORS policy the answer follows, the outcome being recorded), so a stage
-is a function of one value instead of eight. What the guards learned of the request (principal,
-answer headers, body limit) lives on `ctx`, the one carrier every stage already reads.
+`Exchange` bundles what every stage after routing needs (the request's context, the host's
+channel: body reader and answer writer, the config and route, the CORS policy the answer follows,
+the outcome being recorded), so a stage is a function of one value instead of eight. What the
+guards learned of the request (principal, answer headers, body limit) lives on `ctx`, the one
+carrier every stage already reads.
 
 `Attempt` is one try at one target, as the 502 body's `attempts` list and the log show it.
 """
@@ -14,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..config.model import Route, RouterConfig
+from ..http.channel import AnswerWriter, BodyReader
 from ..http.context import RequestContext
+from ..http.headers import downstream_response_headers
 from ..observability.outcome import RequestOutcome
-from ..types import Header, Receive, Send
+from ..types import Header
 
 if TYPE_CHECKING:
     from ..guards.cors import CorsPolicy
@@ -48,14 +51,20 @@ class AnswerTap(Protocol):
 @dataclass(slots=True)
 class Exchange:
     ctx: RequestContext
-    receive: Receive
-    send: Send
+    reader: BodyReader
+    answer: AnswerWriter
     config: RouterConfig | None
     outcome: RequestOutcome
     cors: CorsPolicy  # the config's, then the matched route's
     route: Route | None = None  # None until a route matched
     body_started: bool = False  # the attempts began to read the request body
     tap: AnswerTap | None = None  # the cache's copy of the answer, on a cached route
+    upgrade: str | None = None  # the protocol the client asked to upgrade to (and the host can splice)
+    idle_timeout: float = 60.0  # an upgraded connection's: the route's timeout (nginx's proxy_read_timeout)
+
+    async def relay_interim(self, status: int, headers: list[Header]) -> None:
+        """A backend's 1xx (103 Early Hints...) on to the client, hop-by-hop headers taken out."""
+        await self.answer.interim(status, downstream_response_headers(headers))
 
     def answer_headers(self) -> tuple[Header, ...]:
         """The headers every answer of the router's own gets: CORS for this request's origin, and

@@ -30,8 +30,10 @@ from ..config.model import Route, RouterConfig, Target
 from ..exceptions import ClientDisconnected, Refusal
 from ..guards.base import run_guards
 from ..guards.cors import DEFAULT_POLICY
+from ..http.channel import AnswerWriter, BodyReader
 from ..http.context import RequestContext
-from ..http.responses import CLIENT_REFUSAL, send_refusal
+from ..http.headers import upgrade_asked
+from ..http.responses import send_refusal
 from ..observability.access_log import RequestRecorder
 from ..observability.outcome import RequestOutcome
 from ..observability.redact import redact_text
@@ -40,7 +42,6 @@ from ..routing.candidates import choose_candidates
 from ..routing.header_routing import HeaderRouting
 from ..routing.match import match_route
 from ..settings import Settings
-from ..types import Receive, Send
 from ..upstream.base import Upstream
 from ..upstream.lambda_invoke import LambdaInvokeUpstream
 from .attempts import AttemptLoop
@@ -80,33 +81,33 @@ class ProxyApp:
         )
 
     async def handle(
-        self, ctx: RequestContext, receive: Receive, send: Send, config: RouterConfig | None
+        self, ctx: RequestContext, reader: BodyReader, answer: AnswerWriter, config: RouterConfig | None
     ) -> None:
         """Proxy one request and record its outcome, whatever happens."""
         outcome = RequestOutcome(method=ctx.method, path=ctx.path, request_id=ctx.request_id)
-        ex = Exchange(ctx, receive, send, config, outcome, config.cors if config else DEFAULT_POLICY)
+        ex = Exchange(ctx, reader, answer, config, outcome, config.cors if config else DEFAULT_POLICY)
         budget = self._attempts.budget
         budget.started()
         try:
             route = self._route(ex)
             if route.guards and (refusal := await run_guards(route.guards, ctx)) is not None:
                 raise refusal
-            if route.caching is None:
-                await self._to_backends(ex)
+            if route.caching is None or upgrade_asked(ctx.headers) is not None:
+                await self._to_backends(ex)  # an upgrade is never cached nor coalesced
             else:
                 await self.cache.serve(ex, route.caching, self._to_backends)
         except Refusal as refusal:
             outcome.status, outcome.error = refusal.status, refusal.log_error
             outcome.rate_limited = refusal.status == 429  # the router's only 429 is its rate limit
             if not ctx.buffered and _body_unread(ex, refusal):
-                await discard(receive)
+                await discard(reader)
             await send_refusal(
-                send, refusal, request_id=ctx.request_id, cors=ex.answer_headers(), debug=self._debug
+                answer, refusal, request_id=ctx.request_id, cors=ex.answer_headers(), debug=self._debug
             )
         except ClientDisconnected as exc:
             # Nothing to answer and nothing against the backend: 499 (nginx's "client closed
             # request"), or the status the server refused the request's body with.
-            outcome.status = ctx.scope.get(CLIENT_REFUSAL, 499)
+            outcome.status = reader.refused or 499
             outcome.error = str(exc)
         finally:
             budget.finished()

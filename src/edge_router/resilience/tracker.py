@@ -134,7 +134,8 @@ class BackendTracker:
 
     async def gate(self, route: Route, targets: tuple[Target, ...], *, explicit: bool) -> Gate:
         """Which of `targets` to try (see the module docstring); raises the 503 for an explicit one."""
-        await self.sync([target.source for target in targets])
+        if self.shared:
+            await self.sync([target.source for target in targets])
         now = self.clock()
         kept: list[Target] = []
         skipped: list[tuple[Target, str]] = []

@@ -1,100 +1,123 @@
-"""The local server: the same ASGI app under uvicorn (httptools, uvloop when installed).
+"""The local server (`edge-router serve`): the router's pipeline on its own protocol-level engine.
 
-Settings that matter for a proxy:
-* proxy_headers=False: uvicorn would otherwise trust X-Forwarded-For from loopback clients and
-  replace the socket peer with it, letting a local client choose the address we forward;
-* server_header/date_header=False: the backend's own Server and Date pass through untouched;
-* access_log off: the router writes its own JSON line per request;
-* the HTTP protocol is `protocol.LimitedHttpToolsProtocol`: uvicorn's httptools protocol plus the limits
-  and timeouts of `ServerLimits` (head size, header count, head timeout, connection cap).
+`Server` binds nothing itself: it serves a listening socket (`bind()`) with one
+`engine.HttpConnection` per client connection, calls the router's `startup()` before accepting
+and `shutdown()` once stopped. uvloop serves when it is installed (`new_event_loop()`; without it
+the asyncio loop does, and a log line says how to get the faster one). `workers.run_workers` runs
+several processes, each with its own loop, router and SO_REUSEPORT socket.
 
-Importing this module needs the `server` extra (uvicorn, httptools); `cli.py` says so in one line
-when it is missing. uvloop is optional: without it the plain asyncio loop serves, and a log line
-says how to get the faster one.
+What a proxy needs of its server, and how it is met:
+* the socket peer is the client address (no X-Forwarded-For trust at this level: the guards
+  decide with `trusted_proxies`);
+* no Server or Date header is added: the backend's pass through untouched;
+* no access log of its own: the router writes one JSON line per request;
+* every `ServerLimits` limit and timeout (`engine` says what is refused and how).
+
+Stopping (`request_stop()`, SIGTERM/SIGINT under `serve(handle_signals=True)`): no new
+connection is accepted, connections waiting for a request head close, requests in progress get
+up to `grace_s` to finish (their answers close their connections), then whatever is left is
+closed and the router's `shutdown()` runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-import math
-import resource
+import signal
 import socket
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-import uvicorn
+from ._limits import connection_cap, raise_fd_limit
+from .engine import HttpConnection, Shared
 
-from ..config.model import DEFAULT_CORS
-from ..http.context import new_request_id
-from ..http.responses import raw_error_response
-from ..settings import ServerLimits
-from .protocol import LimitedHttpToolsProtocol, RenderRefusal
+if TYPE_CHECKING:
+    from ..settings import ServerLimits
+    from .engine import Host
+
+__all__ = ["Server", "bind", "connection_cap", "new_event_loop", "raise_fd_limit"]
 
 logger = logging.getLogger("edge_router.server")
 
-# The most connections a default cap allows, however high the file-descriptor limit.
-_MAX_DEFAULT_CONNECTIONS = 10_000
+# How long requests in progress may run on once the server is asked to stop: within the 10 s a
+# container runtime waits after SIGTERM, with time left for the router's own shutdown.
+GRACE_S = 8.0
 
 
-def default_render(status: int, message: str) -> bytes:
-    return raw_error_response(status, message, request_id=new_request_id(), headers=DEFAULT_CORS)
+class Server:
+    """The router served on a listening socket; see the module docstring.
 
+    `limits`: the router's `settings.server` when not given; `max_connections` None is resolved
+    here (`connection_cap`). `started` turns True once the router started and the socket accepts.
+    """
 
-def connection_cap(limits: ServerLimits) -> int:
-    """`limits.max_connections`, else half the file descriptors (the other half is for upstream
-    connections), keeping 64 for files, the listener and the event loop; at most 10,000."""
-    if limits.max_connections is not None:
-        return limits.max_connections
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return _MAX_DEFAULT_CONNECTIONS
-    return max(16, min(_MAX_DEFAULT_CONNECTIONS, (soft - 64) // 2))
+    def __init__(self, host: Host, *, limits: ServerLimits | None = None, grace_s: float = GRACE_S) -> None:
+        if limits is None:
+            limits = host.settings.server  # type: ignore[attr-defined]
+        assert limits is not None
+        self.cap = connection_cap(limits)
+        self.limits = replace(limits, max_connections=self.cap)
+        self.host = host
+        self.grace_s = grace_s
+        self.started = False
+        self._server: asyncio.AbstractServer | None = None
+        self._shared: Shared | None = None
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
+    async def start(self, sock: socket.socket) -> None:
+        """Start the router, then accept connections on `sock` (listening already)."""
+        loop = self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        await self.host.startup()
+        shared = self._shared = Shared(self.host, self.limits, self.cap, loop)
+        self._server = await loop.create_server(
+            functools.partial(HttpConnection, shared), sock=sock, backlog=2048
+        )
+        self.started = True
 
-def raise_fd_limit() -> tuple[int, int]:
-    """Raise the soft file-descriptor limit to the hard one (start-up); returns (before, after)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
+    async def serve(self, sock: socket.socket, *, handle_signals: bool = False) -> None:
+        """`start()`, serve until `request_stop()` (or SIGTERM/SIGINT with `handle_signals`), `stop()`."""
+        await self.start(sock)
+        assert self._stop is not None and self._loop is not None
+        signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+        for signum in signals:
+            self._loop.add_signal_handler(signum, self._stop.set)
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError) as exc:  # e.g. a hard limit above the kernel's nr_open
-            logger.warning("server: cannot raise the file-descriptor limit to %d: %s", hard, exc)
-            return soft, soft
-    return soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            await self._stop.wait()
+        finally:
+            for signum in signals:
+                self._loop.remove_signal_handler(signum)
+            await self.stop()
 
+    def request_stop(self) -> None:
+        """Ask `serve()` to stop; callable from any thread, and again once stopped."""
+        if self._loop is not None and self._stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: stopped already
+                self._loop.call_soon_threadsafe(self._stop.set)
 
-def make_server(
-    app: Any,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    *,
-    log_level: str = "warning",
-    limits: ServerLimits | None = None,
-    render: RenderRefusal | None = None,
-) -> uvicorn.Server:
-    limits = limits or ServerLimits()
-    cap = connection_cap(limits)
-    if limits.max_connections is None:
-        from dataclasses import replace
-
-        limits = replace(limits, max_connections=cap)
-    protocol = functools.partial(LimitedHttpToolsProtocol, limits=limits, render=render or default_render)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="none",  # the caller's loop (new_event_loop) runs the server
-        http=protocol,  # type: ignore[arg-type]  # uvicorn calls it like the class it stands for
-        lifespan="on",
-        proxy_headers=False,
-        server_header=False,
-        date_header=False,
-        access_log=False,
-        log_level=log_level,
-        timeout_keep_alive=math.ceil(limits.keepalive_timeout_s),
-    )
-    return uvicorn.Server(config)
+    async def stop(self) -> None:
+        """Stop accepting, let requests in progress finish (at most `grace_s`), close the rest,
+        then the router's `shutdown()`."""
+        shared, server = self._shared, self._server
+        if shared is None or server is None:
+            return
+        self._shared = None
+        server.close()
+        shared.stopping = True
+        for connection in list(shared.connections.open):
+            connection.close_idle()
+        emptied = shared.connections.emptied = asyncio.Event()
+        if shared.connections.open:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(emptied.wait(), self.grace_s)
+        for connection in list(shared.connections.open):
+            connection.abandon()
+        await asyncio.sleep(0)  # let the aborted connections' callbacks run
+        await self.host.shutdown()
+        self.started = False
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -106,11 +129,20 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A non-blocking TCP socket bound to (host, port), listening unless `listen` is False;
+    `reuse_port`: SO_REUSEPORT, for several worker processes on one port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        if listen:
+            sock.listen(2048)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
     return sock

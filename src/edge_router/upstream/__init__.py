@@ -1,2 +1,3 @@
-"""Upstreams: how a request reaches a backend (`base` states the contract); over HTTP with aiohttp
-(`aiohttp`), or by Lambda Invoke for `lambda:` targets (`lambda_invoke`)."""
+"""Upstreams: how a request reaches a backend (`base` states the contract); over HTTP/1.1 with
+httptools (`http1`), or by Lambda Invoke for `lambda:` targets
+(`lambda_invoke`)."""

@@ -1,15 +1,25 @@
 """The upstream contract: how the proxy talks to a backend, whatever the transport.
 
     class Upstream(Protocol):
-        async def send(method, url, headers, body, timeout) -> UpstreamResponse
+        async def send(method, url, headers, body, timeout, *, interim=None) -> UpstreamResponse
         async def aclose() -> None
 
 `send()`:
 * sends `method` to `url` (already percent-encoded: it goes on the wire exactly as given) with
-  exactly `headers` (nothing added: no User-Agent, Accept or Accept-Encoding of the client's own)
-  and `body` (bytes, or an async iterator streamed as it arrives);
-* returns once the response headers are in; the body is read with `UpstreamResponse.stream()`
-  as sent by the backend (never decompressed), and `release()` must be called when done;
+  exactly `headers` (nothing added: no User-Agent, Accept or Accept-Encoding of the client's own;
+  only the framing the body needs, Content-Length or chunked, and Host if none is given) and
+  `body` (bytes, or an async iterator streamed as it arrives); a header value's
+  `.encode("utf-8", "surrogateescape")` is the bytes sent (the client's exact bytes, obs-text
+  included, when the caller decoded them so); names are ASCII tokens;
+* returns once the final response headers are in; the body is read with
+  `UpstreamResponse.stream()` as sent by the backend (never decompressed), and `release()` must
+  be called when done: a body not read to its end then closes the connection (never drained:
+  a download nobody reads any more stops reading the backend);
+* `interim`, where given, is awaited with every 1xx answer but 101 that arrives before the final
+  one (100 Continue, 103 Early Hints), in order, with its headers as received; a client that
+  cannot relay them ignores it;
+* a 101 is a final answer: `UpstreamResponse.upgraded()` then takes the connection over (it never
+  returns to a pool); elsewhere `upgraded()` raises;
 * never follows redirects;
 * `timeout` bounds connecting and each wait for bytes from the backend (nginx's
   proxy_connect_timeout / proxy_read_timeout semantics): a 200 MB download is not cut off,
@@ -20,16 +30,21 @@
   raised by the body iterator abort the request (the backend never sees the body as complete);
 * a body that ends early raises `UpstreamProtocolError` from `stream()`/`read()`, never a clean end.
 
-Implementations: `aiohttp.AiohttpUpstream` (HTTP), `lambda_invoke.LambdaInvokeUpstream` (Lambda
-Invoke), `edge_router.testing.FakeUpstream` (no sockets, for tests).
+Implementations: `http1.Http1Upstream` (HTTP/1.1 on httptools), `lambda_invoke.LambdaInvokeUpstream`
+(Lambda Invoke), `edge_router.testing.FakeUpstream` (no sockets, for tests).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from typing import Protocol
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..http.channel import Upgraded
 
 RequestBody = bytes | AsyncIterable[bytes] | None
+# awaited with each 1xx answer (but 101) before the final one: status, headers as received
+Interim = Callable[[int, list[tuple[bytes, bytes]]], Awaitable[None]]
 
 
 class UpstreamResponse(Protocol):
@@ -50,10 +65,22 @@ class UpstreamResponse(Protocol):
 
     def release(self) -> None: ...
 
+    def upgraded(self) -> Upgraded:
+        """The connection, taken over, after a 101 answer (see `Upgraded` in http/channel.py);
+        raises anywhere else (`NotImplementedError` where a client cannot upgrade)."""
+        ...
+
 
 class Upstream(Protocol):
     async def send(
-        self, method: str, url: str, headers: Sequence[tuple[str, str]], body: RequestBody, timeout: float
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: RequestBody,
+        timeout: float,
+        *,
+        interim: Interim | None = None,
     ) -> UpstreamResponse: ...
 
     async def aclose(self) -> None: ...
@@ -87,3 +114,6 @@ class WholeResponse:
 
     def release(self) -> None:
         pass
+
+    def upgraded(self) -> Upgraded:
+        raise NotImplementedError("a whole answer carries no connection to upgrade")

@@ -41,7 +41,7 @@ from ..aws.clients import client, describe
 from ..aws.function_url import MalformedAnswer, build_event, decode_response
 from ..exceptions import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from ..http.headers import HOP_BY_HOP
-from .base import RequestBody, UpstreamResponse, WholeResponse
+from .base import Interim, RequestBody, UpstreamResponse, WholeResponse
 
 # Lambda's limit for a synchronous Invoke payload, each way (6 MB, the whole JSON envelope).
 INVOKE_PAYLOAD_LIMIT = 6 * 1024 * 1024
@@ -182,7 +182,14 @@ class LambdaInvokeUpstream:
         return f"LambdaInvokeUpstream({self.function_name!r})"
 
     async def send(
-        self, method: str, url: str, headers: Sequence[tuple[str, str]], body: RequestBody, timeout: float
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: RequestBody,
+        timeout: float,
+        *,
+        interim: Interim | None = None,  # ignored: an Invoke answer has no 1xx
     ) -> UpstreamResponse:
         data = await _read_body(body)
         event = function_url_request(method, url, headers, data)

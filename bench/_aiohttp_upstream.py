@@ -1,4 +1,5 @@
-"""`Upstream` over aiohttp: the HTTP client, chosen by benchmark (the contract is in `base.py`).
+"""`Upstream` over aiohttp: the router's HTTP client until issue 16, kept here (not in the package)
+as the comparison `_h1bench.py` measures `edge_router.upstream.http1` against.
 
 aiohttp's exceptions are mapped to ours in one place, `_MappedErrors`: a timeout is
 `UpstreamTimeout`, a failure to connect `UpstreamConnectError`, anything else once bytes may have
@@ -17,13 +18,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 import aiohttp
 from yarl import URL
 
-from ..exceptions import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
-from ..http.headers import valid_response_head
-from .base import RequestBody, UpstreamResponse
+from edge_router.exceptions import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from edge_router.http.headers import valid_response_head
+from edge_router.upstream.base import Interim, RequestBody, UpstreamResponse
+
+if TYPE_CHECKING:
+    from ..http.channel import Upgraded
 
 _BODY = "the backend stopped sending the response body"
 
@@ -112,6 +117,9 @@ class _AiohttpResponse:
     def release(self) -> None:
         self._response.release()
 
+    def upgraded(self) -> Upgraded:
+        raise NotImplementedError("aiohttp cannot hand over an upgraded connection")
+
 
 class AiohttpUpstream:
     """`Upstream` over one aiohttp ClientSession, created lazily inside the running loop."""
@@ -140,7 +148,14 @@ class AiohttpUpstream:
         return timeout
 
     async def send(
-        self, method: str, url: str, headers: Sequence[tuple[str, str]], body: RequestBody, timeout: float
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: RequestBody,
+        timeout: float,
+        *,
+        interim: Interim | None = None,  # ignored: aiohttp skips 1xx answers
     ) -> UpstreamResponse:
         with _MappedErrors(timeout):
             response = await self._client().request(
