@@ -387,6 +387,18 @@ def response_body(response: dict[str, Any]) -> bytes:
     return base64.b64decode(body) if response.get("isBase64Encoded") else body.encode()
 
 
+def wait_until_serving(url: str, timeout: float = 20.0) -> None:
+    """Wait until the router at `url` (a process being started) answers `/health` with 200."""
+
+    def up() -> bool:
+        try:
+            return httpx.get(url + "/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, timeout)
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -31,7 +31,7 @@ from edge_router.http.context import RequestContext
 from edge_router.http.responses import raw_error_response
 from edge_router.server import Server, bind, new_event_loop
 from edge_router.settings import ServerLimits
-from support import Backend, closed_port, parse_response, wait_until, write_config
+from support import Backend, closed_port, parse_response, wait_until, wait_until_serving, write_config
 
 Handler = Callable[[RequestContext, BodyReader, AnswerWriter], Awaitable[None]]
 JSON = (b"content-type", b"application/json")
@@ -653,14 +653,7 @@ def test_workers_serve_on_one_port_and_stop_on_sigterm(tmp_path: Path) -> None:
             start_new_session=True,
         )
         try:
-
-            def up() -> bool:
-                try:
-                    return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            wait_until(up, 20)
+            wait_until_serving(f"http://127.0.0.1:{port}")
             workers = _children(process.pid)
             assert len(workers) == 2
             ids = set()
@@ -674,7 +667,7 @@ def test_workers_serve_on_one_port_and_stop_on_sigterm(tmp_path: Path) -> None:
             wait_until(
                 lambda: len(_children(process.pid)) == 2 and workers[0] not in _children(process.pid), 10
             )
-            wait_until(up, 10)
+            wait_until_serving(f"http://127.0.0.1:{port}", 10)
             workers = _children(process.pid)
             os.kill(process.pid, signal.SIGTERM)
             output = process.communicate(timeout=20)[0].decode()

@@ -32,6 +32,7 @@ from support import (
     parse_response,
     raw_exchange,
     wait_until,
+    wait_until_serving,
     write_config,
 )
 
@@ -307,14 +308,7 @@ def router_process(config: str, *, nofile: tuple[int, int], env: dict[str, str])
     reader = threading.Thread(target=lambda: output.extend(iter(stdout.readline, b"")), daemon=True)
     reader.start()
     try:
-
-        def up() -> bool:
-            try:
-                return httpx.get(url + "/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, 20)
+        wait_until_serving(url)
         yield RouterProcess(url, process, output)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -447,14 +441,7 @@ def test_serve_without_uvloop_or_uvicorn_serves(tmp_path: Path, missing: str) ->
         start_new_session=True,
     )
     try:
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, 20)
+        wait_until_serving(f"http://127.0.0.1:{port}")
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         output = process.communicate(timeout=10)[0].decode()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .aws.function_url import build_event
-from .upstream.base import WholeResponse
+from .upstream.base import Interim, WholeResponse
 
 
 def function_url_event(
@@ -103,7 +103,7 @@ class FakeUpstream:
         body: Any,
         timeout: float,
         *,
-        interim: Any = None,  # ignored: a fake answer has no 1xx
+        interim: Interim | None = None,  # ignored: a fake answer has no 1xx
     ) -> FakeResponse:
         if body is None or isinstance(body, bytes):
             data = body or b""
