@@ -66,15 +66,15 @@ def framing_problem(headers: Decoded, http_version: str) -> tuple[int, str] | No
     return None
 
 
-def valid_response_head(status: int, headers: RawHeaders, *, upgrade: bool = False) -> str | None:
+def valid_response_head(status: int, headers: RawHeaders) -> str | None:
     """Why a backend's answer cannot be relayed as it is (then 502), or None.
 
-    A status outside 200-599 (a 1xx: interim answers are relayed before, and a 101 is valid only
-    for a request that asked to upgrade, which `upgrade` says) or a header name that is not a token
-    or a value with control characters would make the server drop the client connection with no
-    answer at all.
+    A status outside 200-599 (interim 1xx answers are relayed before the final one; a final 101 is
+    checked by the HTTP client as a 200, and the pipeline refuses it unless the request asked to
+    upgrade) or a header name that is not a token or a value with control characters would make
+    the server drop the client connection with no answer at all.
     """
-    if not 200 <= status <= 599 and not (upgrade and status == 101):
+    if not 200 <= status <= 599:
         return f"the backend answered with status {status}"
     # One scan over all names and one over all values: this runs on every proxied answer.
     if _TOKEN.fullmatch(b"".join(name for name, _ in headers) or b"x") and not _INVALID_VALUE.search(

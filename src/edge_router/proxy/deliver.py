@@ -97,7 +97,7 @@ async def _splice(ex: Exchange, response: UpstreamResponse, headers: list[Header
     """The backend agreed to upgrade (101): its head goes to the client with the upgrade headers
     the hop-by-hop filter took out, then bytes flow both ways until either side closes."""
     upgrader, asked = ex.answer.upgrade, ex.upgrade
-    if upgrader is None or asked is None:  # the client's header check lets a 101 through only then
+    if upgrader is None or asked is None:  # the client lets any 101 through: this is the check
         raise Refusal(502, "The backend answered 101 to a request that did not ask to upgrade")
     headers = finish_head(ex, headers, target.source, False)
     headers += [(b"connection", b"upgrade"), (b"upgrade", _upgrade_token(response))]
